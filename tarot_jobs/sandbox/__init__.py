@@ -1,0 +1,1 @@
+"""Running untrusted programs: the executor, its HTTP service and client."""
