@@ -2,7 +2,7 @@
 PYTHON ?= python3
 WORKDIR ?= runs/quickstart
 
-.PHONY: install quickstart lint typecheck test unit
+.PHONY: install quickstart lint typecheck test unit cluster-tools
 
 install:  ## Install tarot with every extra into the current Python.
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e ".[all]"
@@ -19,5 +19,8 @@ typecheck:
 unit: install lint typecheck
 	$(PYTHON) -m pytest -m "not cluster"
 
-test: install lint typecheck  ## Everything CI runs: lint, types, unit, integration and end-to-end tests.
+cluster-tools:  ## Build the local Kubernetes control plane from Go modules into ~/.cache/tarot (once; cached).
+	bash hack/build-cluster-tools.sh
+
+test: install lint typecheck cluster-tools  ## Everything CI runs: lint, types, unit, integration and end-to-end tests.
 	$(PYTHON) -m pytest

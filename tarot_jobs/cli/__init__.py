@@ -13,6 +13,11 @@ import typer
 
 COMMAND_MODULES: tuple[str, ...] = (
     # One line per module; each defines `register(app: typer.Typer) -> None`.
+    "sandbox",
+    "data",
+    "curriculum",
+    "validate",
+    "score",
 )
 
 app = typer.Typer(

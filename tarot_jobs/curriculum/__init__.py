@@ -1,0 +1,1 @@
+"""Curriculum policies as data (policy), the portfolio of named ones, and choosing one (selection)."""

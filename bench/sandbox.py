@@ -1,0 +1,193 @@
+"""Benchmark: tarot's executor against the reference way of running reward tests.
+
+Workload: a realistic reward batch drawn from the bundled problem set: N
+programs (default 256) x 5 tests, mixing correct programs (the gold
+solutions), wrong ones (gold plus an extra output line, or a constant guess)
+and crashing ones (gold that raises after its work).
+
+In one invocation it runs:
+  (a) the reference approach: one `subprocess.run([python, "-c", code])` per test, serially;
+  (b) the same subprocess-per-test, on a thread pool with as many workers as ours;
+  (c) tarot's LocalSandbox (warm fork-server helpers).
+and checks that all three reach the same verdicts. Then it measures the
+round trip of a trivial program through the executor, one test at a time
+(the per-test overhead). Prints a table, then one JSON line:
+{"tests_per_s", "vs_serial_subprocess", "vs_parallel_subprocess", "p50_ms", "p99_ms", ...}.
+
+    python3 bench/sandbox.py [--programs 256] [--tests 5] [--workers N] [--trivial-runs 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from rich.console import Console
+from rich.table import Table
+
+from tarot_jobs.problems.bundled import load_bundled
+from tarot_jobs.sandbox.compare import outputs_match
+from tarot_jobs.sandbox.local import LocalSandbox, default_workers
+from tarot_jobs.sandbox.types import ExecutionRequest, ProgramKind, TestSpec, Verdict
+
+console = Console(stderr=True)
+TIME_LIMIT_S = 5.0
+
+
+def build_workload(programs: int, tests_per_program: int) -> list[ExecutionRequest]:
+    problems = load_bundled()
+    requests = []
+    for i in range(programs):
+        problem = problems[i % len(problems)]
+        gold = problem.gold_solution
+        variant = (i // len(problems)) % 8
+        if variant < 4:  # half correct
+            code = gold
+        elif variant < 6:  # a quarter wrong: the right work, then an extra line / a wrong function
+            if problem.kind is ProgramKind.FUNCTION:
+                code = gold + f"\n{problem.entry_point} = lambda *args, **kwargs: None\n"
+            else:
+                code = gold + "\nprint('extra')\n"
+        elif variant == 6:  # crashing after doing the work
+            code = gold + "\nraise RuntimeError('boom')\n"
+        else:  # crashing at once
+            code = "import sys\nnumbers = [int(x) for x in sys.stdin.read().split()]\nprint(numbers[10**6])\n"
+        requests.append(
+            problem.execution_request(code, problem.tests[:tests_per_program], time_limit_s=TIME_LIMIT_S)
+        )
+    return requests
+
+
+def reference_verdict(request: ExecutionRequest, test: TestSpec) -> Verdict:
+    """What the reference code does: a fresh `python -c` per test (TAROT, open-r1)."""
+    if request.kind is ProgramKind.FUNCTION:
+        command, stdin = [sys.executable, "-c", request.code + "\n" + test.input], ""
+    else:
+        command, stdin = [sys.executable, "-c", request.code], test.input
+    try:
+        done = subprocess.run(
+            command, input=stdin, capture_output=True, text=True, timeout=request.time_limit_s
+        )
+    except subprocess.TimeoutExpired:
+        return Verdict.TIMEOUT
+    if done.returncode != 0:
+        is_assert = "AssertionError" in done.stderr and request.kind is ProgramKind.FUNCTION
+        return Verdict.WRONG_ANSWER if is_assert else Verdict.RUNTIME_ERROR
+    if request.kind is ProgramKind.FUNCTION:
+        return Verdict.PASSED
+    if test.output is None:
+        return Verdict.COMPLETED
+    return Verdict.PASSED if outputs_match(done.stdout, test.output) else Verdict.WRONG_ANSWER
+
+
+def timed(label: str, run: Callable[[], list[Verdict]]) -> tuple[float, list[Verdict]]:
+    console.print(f"[bold]{label}[/] ...")
+    start = time.perf_counter()
+    verdicts = run()
+    seconds = time.perf_counter() - start
+    console.print(f"  {len(verdicts)} tests in {seconds:.2f}s ({len(verdicts) / seconds:.1f} tests/s)")
+    return seconds, verdicts
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--programs", type=int, default=256)
+    parser.add_argument("--tests", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=default_workers())
+    parser.add_argument("--trivial-runs", type=int, default=300)
+    args = parser.parse_args()
+
+    requests = build_workload(args.programs, args.tests)
+    pairs = [(request, test) for request in requests for test in request.tests]
+    console.print(
+        f"workload: {len(requests)} programs, {len(pairs)} tests; {args.workers} workers; "
+        f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}); load {os.getloadavg()[0]:.2f}"
+    )
+
+    serial_s, serial = timed(
+        "(a) subprocess per test, serial", lambda: [reference_verdict(r, t) for r, t in pairs]
+    )
+    with ThreadPoolExecutor(args.workers) as pool:
+        parallel_s, parallel = timed(
+            f"(b) subprocess per test, {args.workers} workers",
+            lambda: list(pool.map(lambda pair: reference_verdict(*pair), pairs)),
+        )
+    with LocalSandbox(args.workers) as sandbox:
+        sandbox.run_batch(requests[:1])  # start the helpers, as a running service has them
+        ours_s, ours = timed(
+            "(c) tarot executor",
+            lambda: [t.status for result in sandbox.run_batch(requests) for t in result.results],
+        )
+        walls = [t.wall_ms for result in sandbox.run_batch(requests[:64]) for t in result.results]
+        console.print(f"[bold]trivial program round trip[/], {args.trivial_runs} runs one at a time ...")
+        trivial = ExecutionRequest(code="pass", tests=[TestSpec()])
+        round_trips = []
+        for _ in range(args.trivial_runs):
+            start = time.perf_counter()
+            sandbox.run_batch([trivial])
+            round_trips.append((time.perf_counter() - start) * 1000)
+        path = sandbox.run_batch([trivial])[0].path
+
+    agree_serial = sum(a == b for a, b in zip(serial, ours, strict=True))
+    agree_parallel = sum(a == b for a, b in zip(parallel, ours, strict=True))
+    counts = {v.value: ours.count(v) for v in Verdict if ours.count(v)}
+
+    table = Table(title=f"sandbox benchmark: {len(pairs)} tests ({counts})")
+    for column in ("approach", "seconds", "tests/s", "speed-up of (c)", "verdicts agreeing with (c)"):
+        table.add_column(column, justify="right")
+    n = len(pairs)
+    table.add_row(
+        "(a) subprocess, serial",
+        f"{serial_s:.2f}",
+        f"{n / serial_s:.1f}",
+        f"{serial_s / ours_s:.1f}x",
+        f"{agree_serial}/{n}",
+    )
+    table.add_row(
+        f"(b) subprocess, {args.workers} workers",
+        f"{parallel_s:.2f}",
+        f"{n / parallel_s:.1f}",
+        f"{parallel_s / ours_s:.1f}x",
+        f"{agree_parallel}/{n}",
+    )
+    table.add_row(f"(c) tarot executor ({path})", f"{ours_s:.2f}", f"{n / ours_s:.1f}", "1.0x", f"{n}/{n}")
+    Console().print(table)
+    print(
+        f"trivial program round trip: p50 {percentile(round_trips, 0.5):.2f} ms, "
+        f"p99 {percentile(round_trips, 0.99):.2f} ms; workload test wall p50 "
+        f"{statistics.median(walls):.2f} ms"
+    )
+    print(
+        json.dumps(
+            {
+                "tests_per_s": round(n / ours_s, 1),
+                "vs_serial_subprocess": round(serial_s / ours_s, 2),
+                "vs_parallel_subprocess": round(parallel_s / ours_s, 2),
+                "p50_ms": round(percentile(round_trips, 0.5), 3),
+                "p99_ms": round(percentile(round_trips, 0.99), 3),
+                "tests": n,
+                "workers": args.workers,
+                "verdict_agreement_serial": agree_serial / n,
+                "path": path,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

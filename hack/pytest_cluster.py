@@ -1,0 +1,180 @@
+"""pytest fixtures for tests that need the local control plane (marker: cluster).
+
+`cluster` (session): reuses a healthy cluster that a developer started with `hack/cluster up` (the
+default name, or TAROT_CLUSTER_NAME), or starts a private one for this session and always stops it
+(normal end, failure, Ctrl-C, SIGTERM); private clusters left by a killed session are removed first.
+`namespace` (per test): a fresh namespace, deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HACK_DIR = Path(__file__).resolve().parent
+if str(HACK_DIR) not in sys.path:
+    sys.path.insert(0, str(HACK_DIR))
+
+from pod_runner.kube_api import JSON, ApiError, KubeApi  # noqa: E402
+
+CLUSTER_SCRIPT = HACK_DIR / "cluster"
+CACHE = Path(os.environ.get("TAROT_CACHE", Path.home() / ".cache" / "tarot"))
+PRIVATE_PREFIX = "pytest-"
+
+
+@dataclass
+class Cluster:
+    """A running cluster: its kubeconfig, our kubectl, and a JSON API client."""
+
+    name: str
+    kubeconfig: Path
+    kubectl_path: Path
+    api: KubeApi
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(self.kubectl_path), "--kubeconfig", str(self.kubeconfig), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+        return result
+
+    def wait_for(
+        self, what: str, probe: Callable[[], Any], timeout: float = 60.0, interval: float = 0.2
+    ) -> Any:
+        """Polls probe() until it returns something truthy; fails naming `what` after timeout."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            last = probe()
+            if last:
+                return last
+            time.sleep(interval)
+        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def _run_cluster(name: str, command: str) -> str:
+    result = subprocess.run(["bash", str(CLUSTER_SCRIPT), "--name", name, command], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"hack/cluster --name {name} {command} failed ({result.returncode}):\n{result.stderr[-4000:]}"
+        )
+    return result.stdout
+
+
+def _kubeconfig_from(stdout: str) -> Path:
+    lines = [line for line in stdout.splitlines() if line.startswith("KUBECONFIG=")]
+    if not lines:
+        raise RuntimeError(f"hack/cluster up printed no KUBECONFIG= line:\n{stdout}")
+    return Path(lines[-1].split("=", 1)[1])
+
+
+def _remove_orphaned_private_clusters() -> None:
+    """Private clusters whose pytest process is gone (killed with SIGKILL) are stopped and removed."""
+    for state in (CACHE / "clusters").glob(PRIVATE_PREFIX + "*"):
+        match = re.fullmatch(PRIVATE_PREFIX + r"(\d+)", state.name)
+        if match and not Path(f"/proc/{match.group(1)}").exists():
+            _run_cluster(state.name, "down")
+
+
+def _bin_dir() -> Path:
+    versions = dict(
+        line.split("=", 1)
+        for line in (HACK_DIR / "versions.env").read_text().splitlines()
+        if re.match(r"^[A-Z_]+=", line)
+    )
+    return CACHE / "k8s" / versions["KUBE_VERSION"] / "bin"
+
+
+def _healthy(kubeconfig: Path) -> bool:
+    kubectl = _bin_dir() / "kubectl"
+    if not (kubeconfig.exists() and kubectl.exists()):
+        return False
+    probe = subprocess.run(
+        [str(kubectl), "--kubeconfig", str(kubeconfig), "get", "--raw", "/readyz"],
+        capture_output=True,
+        timeout=30,
+    )
+    return probe.returncode == 0
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    shared_name = os.environ.get("TAROT_CLUSTER_NAME", "tarot")
+    shared_kubeconfig = CACHE / "clusters" / shared_name / "kubeconfig"
+    if shutil.which("go") is None and not (_bin_dir() / "kube-apiserver").exists():
+        pytest.fail("the cluster tests need Go >= 1.26 to build the control plane (run `make cluster-tools`)")
+    owned: str | None = None
+    if _healthy(shared_kubeconfig):
+        name, kubeconfig = shared_name, shared_kubeconfig  # a developer's `hack/cluster up`: leave it running
+    else:
+        _remove_orphaned_private_clusters()
+        name = owned = f"{PRIVATE_PREFIX}{os.getpid()}"
+    stop = _stopper(owned)
+    previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if owned:
+            kubeconfig = _kubeconfig_from(_run_cluster(owned, "up"))
+        api = KubeApi(str(kubeconfig))
+        yield Cluster(name=name, kubeconfig=kubeconfig, kubectl_path=_bin_dir() / "kubectl", api=api)
+        api.close()
+    finally:
+        stop()
+        signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")  # pytest then runs the teardown that stops the cluster
+
+
+def _stopper(owned: str | None) -> Callable[[], None]:
+    """Stops an owned cluster once, from the fixture's teardown or, failing that, at interpreter exit."""
+    done = False
+
+    def stop() -> None:
+        nonlocal done
+        if owned and not done:
+            done = True
+            _run_cluster(owned, "down")
+            atexit.unregister(stop)
+
+    if owned:
+        atexit.register(stop)
+    return stop
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"t-{slug}-{uuid.uuid4().hex[:5]}"
+    cluster.api.create(
+        "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    )
+
+    def default_account() -> JSON | None:
+        return cluster.api.get_or_none(f"/api/v1/namespaces/{name}/serviceaccounts/default")
+
+    cluster.wait_for(f"the default ServiceAccount of {name}", default_account, timeout=30)
+    yield name
+    with contextlib.suppress(ApiError):
+        cluster.api.delete(f"/api/v1/namespaces/{name}")

@@ -1,0 +1,183 @@
+"""`tarot score`: the tiered reward of saved completions, the offline evaluation harness.
+
+Scores completions sampled from any model (jsonl of {problem_id, completion})
+against a problem set, exactly as training rewards them, and prints per
+completion the reward and every test's verdict in the problem's test order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from tarot_jobs.curriculum.portfolio import UnknownPolicyError, get_policy
+from tarot_jobs.problems.model import ALL_TIERS, Problem
+from tarot_jobs.rewards.tiered import NOT_RUN, RewardDetail, score_batch
+
+# Completions per sandbox batch: enough to keep the workers busy, few enough to show progress.
+CHUNK = 64
+
+_out = Console(highlight=False)
+_err = Console(stderr=True, highlight=False, soft_wrap=True)  # error lines stay whole (file:line)
+
+
+class CompletionsError(ValueError):
+    """A completions file that cannot be scored; the message names the line."""
+
+
+def read_completions(path: Path, problems: dict[str, Problem]) -> list[tuple[str, Any]]:
+    """(problem_id, completion) pairs from jsonl; a bad line raises CompletionsError naming it."""
+    pairs: list[tuple[str, Any]] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise CompletionsError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CompletionsError(f"{where}: not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise CompletionsError(f"{where}: expected an object with problem_id and completion")
+        for field in ("problem_id", "completion"):
+            if field not in record:
+                raise CompletionsError(f"{where}: field {field!r} is missing")
+        problem_id, completion = str(record["problem_id"]), record["completion"]
+        if problem_id not in problems:
+            raise CompletionsError(f"{where}: problem_id {problem_id!r} is not in the problem set")
+        if not isinstance(completion, str | list):
+            raise CompletionsError(f"{where}: completion must be a string or a list of messages")
+        pairs.append((problem_id, completion))
+    if not pairs:
+        raise CompletionsError(f"{path}: no completions")
+    return pairs
+
+
+def _chunks(items: list[tuple[Problem, Any]]) -> Iterator[list[tuple[Problem, Any]]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+def _json_line(detail: RewardDetail) -> str:
+    return json.dumps(
+        {
+            "problem_id": detail.problem_id,
+            "reward": detail.reward,
+            "sandbox_failed": detail.sandbox_failed,
+            "code_found": detail.code_found,
+            "tests": [{"tier": t.tier.value if t.tier else None, "status": t.status} for t in detail.tests],
+        }
+    )
+
+
+def _print_table(details: list[RewardDetail]) -> None:
+    table = Table(title="Scores")
+    table.add_column("#", justify="right")
+    table.add_column("problem")
+    table.add_column("reward", justify="right")
+    table.add_column("tests (tier: verdict)")
+    for i, detail in enumerate(details):
+        reward = "sandbox failed" if detail.reward is None else f"{detail.reward:.3f}"
+        tests = ", ".join(
+            f"{t.tier.value if t.tier else '-'}: {t.status}" for t in detail.tests if t.status != NOT_RUN
+        )
+        table.add_row(str(i), detail.problem_id, reward, tests if detail.code_found else "no code")
+    _out.print(table)
+    scored = [d for d in details if d.reward is not None]
+    mean = sum(d.reward for d in scored if d.reward is not None) / len(scored) if scored else float("nan")
+    rates = []
+    for tier in ALL_TIERS:
+        total = sum(d.tiers[tier].total for d in scored if tier in d.tiers)
+        if total:
+            passed = sum(d.tiers[tier].passed for d in scored if tier in d.tiers)
+            rates.append(f"{tier.value} {passed}/{total}")
+    failed = len(details) - len(scored)
+    _out.print(f"mean reward {mean:.3f} over {len(scored)} completion(s); tests passed: {', '.join(rates)}")
+    if failed:
+        _out.print(f"[yellow]{failed} completion(s) not scored: the sandbox failed[/yellow]")
+
+
+def score_command(
+    problems_source: Annotated[
+        str, typer.Argument(metavar="PROBLEMS", help="Problem set: a file, folder or 'bundled'.")
+    ],
+    completions_file: Annotated[
+        Path, typer.Argument(metavar="COMPLETIONS", help="jsonl of {problem_id, completion}.")
+    ],
+    policy_name: Annotated[
+        str, typer.Option("--policy", help="Curriculum policy whose phase decides the tiers.")
+    ] = "static",
+    progress: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Training progress that picks the policy's phase.")
+    ] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per completion.")] = False,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Sum of passed weights, not divided by the allowed.")
+    ] = False,
+    sandbox_url: Annotated[
+        str | None, typer.Option(help="A running sandbox service (default: run locally).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Local sandbox workers (default: cores).")
+    ] = None,
+    time_limit: Annotated[float, typer.Option(min=0.001, help="Seconds per test.")] = 5.0,
+    memory_limit: Annotated[int, typer.Option(min=16, help="MiB per test.")] = 512,
+    float_tolerance: Annotated[
+        float | None, typer.Option(min=0.0, help="Accept numbers within this tolerance.")
+    ] = None,
+) -> None:
+    """Score saved completions with the tiered reward; every test is reported in the problem's order."""
+    from tarot_jobs.problems.errors import ProblemFormatError, ProblemSourceError
+    from tarot_jobs.problems.loaders import load_problems
+    from tarot_jobs.sandbox.client import backend_for
+
+    try:
+        policy = get_policy(policy_name)
+        loaded = load_problems(problems_source)
+        problems = {p.id: p for p in loaded.problems}
+        pairs = read_completions(completions_file, problems)
+    except (UnknownPolicyError, ProblemFormatError, ProblemSourceError, CompletionsError) as exc:
+        _err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    phase = policy.phase_at(progress)
+    items = [(problems[pid], completion) for pid, completion in pairs]
+    backend = backend_for(sandbox_url, workers)
+    details: list[RewardDetail] = []
+    try:
+        with Progress(console=_err, transient=True) as bar:
+            task = bar.add_task(f"scoring ({policy.name}, phase {phase.label()})", total=len(items))
+            for chunk in _chunks(items):
+                details += score_batch(
+                    chunk,
+                    phase,
+                    backend,
+                    normalize=not raw,
+                    time_limit_s=time_limit,
+                    memory_limit_mb=memory_limit,
+                    float_tolerance=float_tolerance,
+                    run_untiered=True,
+                )
+                bar.advance(task, len(chunk))
+    finally:
+        close = getattr(backend, "close", None)
+        if callable(close):
+            close()
+    if as_json:
+        for detail in details:
+            print(_json_line(detail))
+    else:
+        _print_table(details)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("score")(score_command)

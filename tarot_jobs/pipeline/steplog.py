@@ -1,0 +1,195 @@
+"""What a training phase records per logged step: steps.jsonl, completions.jsonl, Prometheus.
+
+trl averages its metrics over each logging window and hands them to the
+callbacks' `on_log`; `StepLogger` turns them into one JSON line per logged
+step with the names the report and the dashboards use, adds what trl does not
+know (sandbox verdict counts, time spent in the rewards), and feeds the
+Prometheus gauges and the progress display.
+
+`RewardMeter` wraps a reward function for trl: it passes the call through and
+keeps the seconds spent, the verdicts of the tests run, and each completion
+with its reward (so the log can be checked against `tarot score`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from tarot_jobs.pipeline.metrics import TrainMetrics
+from tarot_jobs.problems.model import ALL_TIERS
+from tarot_jobs.rewards.extract import completion_text
+
+STEPS_FILE = "steps.jsonl"
+COMPLETIONS_FILE = "completions.jsonl"
+
+
+class RewardMeter:
+    """A trl reward function that measures the one it wraps."""
+
+    def __init__(self, inner: Callable[..., list[float | None]], name: str) -> None:
+        self.inner = inner
+        self.__name__ = name  # trl names the logged reward columns after it
+        self.seconds = 0.0
+        self.verdicts: dict[str, int] = {}
+        self.pending: list[dict[str, Any]] = []
+
+    def __call__(self, prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float | None]:
+        started = time.perf_counter()
+        rewards = self.inner(prompts=prompts, completions=completions, **kwargs)
+        self.seconds += time.perf_counter() - started
+        for detail in getattr(self.inner, "last_details", []):
+            for verdict, count in detail.verdict_counts().items():
+                self.verdicts[verdict] = self.verdicts.get(verdict, 0) + count
+        state = kwargs.get("trainer_state")
+        step = (getattr(state, "global_step", 0) or 0) + 1  # these rewards feed the next optimizer step
+        ids = kwargs.get("problem_id") or [None] * len(completions)
+        for problem_id, completion, reward in zip(ids, completions, rewards, strict=True):
+            self.pending.append(
+                {"step": step, "problem_id": problem_id, "completion": completion_text(completion), "reward": reward}
+            )
+        return rewards
+
+    def drain(self) -> tuple[float, dict[str, int], list[dict[str, Any]]]:
+        """Seconds, verdict counts and completions since the previous drain."""
+        taken = (self.seconds, self.verdicts, self.pending)
+        self.seconds, self.verdicts, self.pending = 0.0, {}, []
+        return taken
+
+
+@dataclass
+class GenerationClock:
+    """Seconds spent generating completions, filled in by the trainer."""
+
+    seconds: float = 0.0
+
+    def drain(self) -> float:
+        taken, self.seconds = self.seconds, 0.0
+        return taken
+
+
+@dataclass
+class StepContext:
+    """Where a phase's step records go and how they are labelled."""
+
+    phase: int
+    phases: int
+    total_steps: int
+    step_offset: int  # optimizer steps of the earlier phases, for run-wide curves
+    out_dir: Path
+    metrics: TrainMetrics | None = None
+    on_step: Callable[[dict[str, Any]], None] | None = None
+    log_completions: bool = True
+    started: float = field(default_factory=time.monotonic)
+
+
+class StepLogger(TrainerCallback):
+    """trl `on_log` → steps.jsonl (+ completions.jsonl, Prometheus, progress)."""
+
+    def __init__(
+        self, context: StepContext, tiered: RewardMeter, formatted: RewardMeter, clock: GenerationClock
+    ) -> None:
+        self.context = context
+        self.tiered = tiered
+        self.formatted = formatted
+        self.clock = clock
+        self._last_step = 0
+        self._last_tokens: float | None = None
+
+    def resume_from(self, step: int, num_tokens: float | None) -> None:
+        """Continue after a checkpoint at `step`: drop the lines a killed run wrote past it."""
+        self._last_step = step
+        self._last_tokens = num_tokens
+        for name in (STEPS_FILE, COMPLETIONS_FILE):
+            truncate_after(self.context.out_dir / name, step)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if not logs or "loss" not in logs or not state.is_world_process_zero:
+            return  # the end-of-training summary, or another process
+        record = self._record(state.global_step, logs)
+        with (self.context.out_dir / STEPS_FILE).open("a", encoding="utf-8") as out:
+            out.write(json.dumps(record) + "\n")
+        if self.context.metrics is not None:
+            self.context.metrics.update(record)
+        if self.context.on_step is not None:
+            self.context.on_step(record)
+
+    def _record(self, step: int, logs: dict[str, Any]) -> dict[str, Any]:
+        reward_s, verdicts, completions = self.tiered.drain()
+        format_s, _, formats = self.formatted.drain()
+        generation_s = self.clock.drain()
+        steps = max(step - self._last_step, 1)
+        step_time = _number(logs.get("step_time"))
+        num_tokens = _number(logs.get("num_tokens"))
+        tokens_per_second = None
+        if num_tokens is not None and step_time:
+            new_tokens = num_tokens - (self._last_tokens or 0.0)
+            tokens_per_second = new_tokens / (step_time * steps)
+        self._last_step, self._last_tokens = step, num_tokens
+        if self.context.log_completions and completions:
+            with (self.context.out_dir / COMPLETIONS_FILE).open("a", encoding="utf-8") as out:
+                for item, fmt in zip(completions, formats, strict=False):
+                    out.write(json.dumps({**item, "format_reward": fmt["reward"]}) + "\n")
+        # Per step: trl's step_time is already a per-step mean; ours are sums over the window.
+        reward_per_step = (reward_s + format_s) / steps
+        generation_per_step = generation_s / steps
+        seconds = {"generation": generation_per_step, "reward": reward_per_step}
+        if step_time is not None:
+            seconds["step"] = step_time
+            seconds["rest"] = max(step_time - generation_per_step - reward_per_step, 0.0)
+        return {
+            "phase": self.context.phase,
+            "step": step,
+            "run_step": self.context.step_offset + step,
+            "total_steps": self.context.total_steps,
+            "reward": _number(logs.get("reward")),
+            "reward_std": _number(logs.get("reward_std")),
+            "tiered_reward": _number(logs.get("rewards/tiered_reward/mean")),
+            "format_reward": _number(logs.get("rewards/format_reward/mean")),
+            "tier_pass_rate": {
+                tier.value: rate
+                for tier in ALL_TIERS
+                if (rate := _number(logs.get(f"tiers/{tier.value}/pass_rate"))) is not None
+            },
+            "kl": _number(logs.get("kl")),
+            "loss": _number(logs.get("loss")),
+            "entropy": _number(logs.get("entropy")),
+            "learning_rate": _number(logs.get("learning_rate")),
+            "completion_length": _number(logs.get("completions/mean_length")),
+            "tokens_per_second": tokens_per_second,
+            "sandbox_verdicts": dict(sorted(verdicts.items())),
+            "sandbox_failed_fraction": _number(logs.get("sandbox/failed_fraction")),
+            "seconds": seconds,
+            "elapsed_s": round(time.monotonic() - self.context.started, 3),
+        }
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def truncate_after(path: Path, step: int) -> None:
+    """Keep only the records of steps up to `step` (rewritten through a rename)."""
+    if not path.is_file():
+        return
+    kept = [r for r in read_jsonl(path) if r.get("step", 0) <= step]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None

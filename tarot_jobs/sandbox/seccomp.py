@@ -1,0 +1,195 @@
+"""A tiny seccomp-BPF filter that takes the network and other processes away from a child.
+
+Loaded by the helper (stdlib only, no package imports: the helper runs with
+`python -I`). Installing a filter needs no privilege (only no_new_privs), so
+this works as root here and as a non-root user in a pod, where unsharing a
+network namespace may be forbidden.
+
+What the filter denies with EPERM:
+- `socket()` for every address family except AF_UNIX: no TCP/UDP/raw/netlink,
+  so a program cannot reach the network or local services;
+- `io_uring_*` (io_uring can open sockets without calling socket());
+- signalling any process but the child itself or its own process group
+  (kill/tgkill/tkill/rt_sig*queueinfo/pidfd_*), so it cannot kill its helper,
+  the service or its neighbours even when they share a uid;
+- ptrace and process_vm_readv/writev (reading or writing other processes).
+A syscall from a foreign architecture (x32, i386 on x86_64) kills the process,
+so the filter cannot be sidestepped through another syscall table.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import platform
+import struct
+
+# BPF opcodes (linux/filter.h, linux/bpf_common.h).
+_LD_W_ABS = 0x20
+_JMP_JEQ_K = 0x15
+_JMP_JGE_K = 0x35
+_RET_K = 0x06
+
+_SECCOMP_RET_KILL_PROCESS = 0x80000000
+_SECCOMP_RET_ERRNO = 0x00050000
+_SECCOMP_RET_ALLOW = 0x7FFF0000
+_DENY = _SECCOMP_RET_ERRNO | errno.EPERM
+
+_PR_SET_NO_NEW_PRIVS = 38
+_PR_SET_SECCOMP = 22
+_SECCOMP_MODE_FILTER = 2
+
+_OFFSET_NR = 0
+_OFFSET_ARCH = 4
+_AF_UNIX = 1
+
+
+def _arg_low(index: int) -> int:
+    """Offset of the low 32 bits of syscall argument `index` (little-endian)."""
+    return 16 + 8 * index
+
+
+# Per architecture: (AUDIT_ARCH value, syscall numbers).
+_ARCHES: dict[str, tuple[int, dict[str, int]]] = {
+    "x86_64": (
+        0xC000003E,
+        {
+            "socket": 41,
+            "kill": 62,
+            "tkill": 200,
+            "tgkill": 234,
+            "ptrace": 101,
+            "rt_sigqueueinfo": 129,
+            "rt_tgsigqueueinfo": 297,
+            "process_vm_readv": 310,
+            "process_vm_writev": 311,
+        },
+    ),
+    "aarch64": (
+        0xC00000B7,
+        {
+            "socket": 198,
+            "kill": 129,
+            "tkill": 130,
+            "tgkill": 131,
+            "ptrace": 117,
+            "rt_sigqueueinfo": 138,
+            "rt_tgsigqueueinfo": 240,
+            "process_vm_readv": 270,
+            "process_vm_writev": 271,
+        },
+    ),
+}
+# Same number on every architecture (the generic syscall table).
+_COMMON = {
+    "pidfd_send_signal": 424,
+    "io_uring_setup": 425,
+    "io_uring_enter": 426,
+    "io_uring_register": 427,
+    "pidfd_open": 434,
+    "pidfd_getfd": 438,
+}
+_X32_SYSCALL_BIT = 0x40000000
+
+
+class _Program:
+    """A straight-line BPF assembler with forward labels."""
+
+    def __init__(self) -> None:
+        self._code: list[tuple[int, int, int | str, int | str, int]] = []
+        self._labels: dict[str, int] = {}
+
+    def load(self, offset: int) -> None:
+        self._code.append((len(self._code), _LD_W_ABS, 0, 0, offset))
+
+    def jump_if(self, op: int, value: int, target: str) -> None:
+        """Jump to `target` when the accumulator compares true, else fall through."""
+        self._code.append((len(self._code), op, target, 0, value & 0xFFFFFFFF))
+
+    def ret(self, value: int) -> None:
+        self._code.append((len(self._code), _RET_K, 0, 0, value))
+
+    def label(self, name: str) -> None:
+        self._labels[name] = len(self._code)
+
+    def assemble(self) -> bytes:
+        out = bytearray()
+        for index, op, jt, jf, k in self._code:
+            jt_off = self._labels[jt] - index - 1 if isinstance(jt, str) else jt
+            jf_off = self._labels[jf] - index - 1 if isinstance(jf, str) else jf
+            if not (0 <= jt_off < 256 and 0 <= jf_off < 256):
+                raise ValueError("seccomp filter jump out of range")
+            out += struct.pack("=HBBI", op, jt_off, jf_off, k)
+        return bytes(out)
+
+
+def build_filter(own_pid: int, machine: str | None = None) -> bytes:
+    """The filter for a child whose pid is `own_pid` (it may still signal itself and its group)."""
+    arch, numbers = _ARCHES[machine or platform.machine()]
+    nr = numbers | _COMMON
+    p = _Program()
+    p.load(_OFFSET_ARCH)
+    p.jump_if(_JMP_JEQ_K, arch, "native")
+    p.ret(_SECCOMP_RET_KILL_PROCESS)
+    p.label("native")
+    p.load(_OFFSET_NR)
+    p.jump_if(_JMP_JGE_K, _X32_SYSCALL_BIT, "kill_process")
+    p.jump_if(_JMP_JEQ_K, nr["socket"], "socket")
+    p.jump_if(_JMP_JEQ_K, nr["kill"], "signal_target_arg0")
+    p.jump_if(_JMP_JEQ_K, nr["tgkill"], "signal_target_arg0")
+    p.jump_if(_JMP_JEQ_K, nr["rt_sigqueueinfo"], "signal_target_arg0")
+    p.jump_if(_JMP_JEQ_K, nr["rt_tgsigqueueinfo"], "signal_target_arg0")
+    for name in (
+        "tkill",
+        "ptrace",
+        "process_vm_readv",
+        "process_vm_writev",
+        "pidfd_send_signal",
+        "pidfd_open",
+        "pidfd_getfd",
+        "io_uring_setup",
+        "io_uring_enter",
+        "io_uring_register",
+    ):
+        p.jump_if(_JMP_JEQ_K, nr[name], "deny")
+    p.ret(_SECCOMP_RET_ALLOW)
+    # socket(domain, ...): only AF_UNIX.
+    p.label("socket")
+    p.load(_arg_low(0))
+    p.jump_if(_JMP_JEQ_K, _AF_UNIX, "allow")
+    p.ret(_DENY)
+    # kill(pid)/tgkill(tgid)/...: only 0 (own group), own pid, or -own pid (own group).
+    p.label("signal_target_arg0")
+    p.load(_arg_low(0))
+    p.jump_if(_JMP_JEQ_K, 0, "allow")
+    p.jump_if(_JMP_JEQ_K, own_pid, "allow")
+    p.jump_if(_JMP_JEQ_K, -own_pid, "allow")
+    p.label("deny")
+    p.ret(_DENY)
+    p.label("allow")
+    p.ret(_SECCOMP_RET_ALLOW)
+    p.label("kill_process")
+    p.ret(_SECCOMP_RET_KILL_PROCESS)
+    return p.assemble()
+
+
+def supported() -> bool:
+    return platform.machine() in _ARCHES
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded once in the helper, before any fork
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def install(program: bytes) -> None:
+    """Install `program` on the calling process (irreversible; inherited by its children)."""
+    libc = _LIBC
+    buffer = ctypes.create_string_buffer(program, len(program))
+    fprog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+    if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP) failed")

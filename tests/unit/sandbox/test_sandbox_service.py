@@ -1,0 +1,205 @@
+"""The HTTP service as a real process on 127.0.0.1, driven by httpx and by HttpSandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tarot_jobs.sandbox.client import HttpSandbox, backend_for
+from tarot_jobs.sandbox.local import LocalSandbox
+from tarot_jobs.sandbox.types import ExecutionRequest, SandboxUnavailable, TestSpec, Verdict
+
+CLI = [sys.executable, "-c", "from tarot_jobs.cli import main; main()"]
+
+
+def start_service(*options: str) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [*CLI, "sandbox", "serve", "--host", "127.0.0.1", "--port", "0", *options],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], 60)
+    line = process.stdout.readline() if ready else ""
+    match = re.search(r"http://[\d.]+:\d+", line)
+    if not match:
+        process.kill()
+        raise AssertionError(f"service did not start: {line!r}")
+    return process, match.group(0)
+
+
+@pytest.fixture(scope="module")
+def service() -> Iterator[str]:
+    process, url = start_service("--workers", "2", "--max-queued", "8", "--max-code-kb", "4")
+    yield url
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
+
+
+def request(code: str, *tests: tuple[str, str | None], time_limit_s: float = 5.0) -> ExecutionRequest:
+    return ExecutionRequest(
+        code=code, tests=[TestSpec(input=i, output=o) for i, o in tests], time_limit_s=time_limit_s
+    )
+
+
+ADD = "a, b = map(int, input().split())\nprint(a + b)"
+
+
+def test_execute_one_program(service: str) -> None:
+    body = request(ADD, ("1 2", "3"), ("2 2", "5")).model_dump(mode="json")
+    response = httpx.post(f"{service}/v1/execute", json=body, timeout=30)
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["passed", "wrong_answer"]
+    assert {"status", "stdout", "stderr", "exit_code", "wall_ms"} <= set(results[0])
+    assert results[0]["stdout"] == "3\n" and results[0]["exit_code"] == 0
+
+
+def test_batch_through_the_client(service: str) -> None:
+    programs = [
+        request(ADD, ("1 2", "3")),
+        request("print(1/0)", ("", "1")),
+        request("while True: pass", ("", None), time_limit_s=0.5),
+    ] * 3
+    with HttpSandbox(service, batch_size=4) as client:
+        results = client.run_batch(programs)
+    assert [r.results[0].status for r in results] == [
+        Verdict.PASSED, Verdict.RUNTIME_ERROR, Verdict.TIMEOUT,
+    ] * 3
+    assert all(r.path == "forkserver" for r in results)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"tests": [{"input": ""}]}, "code"),
+        ({"code": "print(1)", "tests": []}, "tests"),
+        ({"code": "print(1)", "tests": [{"input": 5}]}, "tests.0.input"),
+        ({"code": "print(1)", "tests": [{}], "time_limit_s": -1}, "time_limit_s"),
+    ],
+)
+def test_malformed_requests_name_the_field(service: str, body: dict[str, object], field: str) -> None:
+    response = httpx.post(f"{service}/v1/execute", json=body, timeout=10)
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(f"{field}:")
+    batch = httpx.post(f"{service}/v1/execute/batch", json={"requests": [{"code": "", "tests": [{}]}, body]})
+    assert batch.status_code == 400 and batch.json()["error"].startswith(f"requests.1.{field}:")
+
+
+def test_invalid_json_and_oversized_requests(service: str) -> None:
+    response = httpx.post(f"{service}/v1/execute", content=b"{not json", timeout=10)
+    assert response.status_code == 400 and response.json()["error"].startswith("body:")
+    huge = request("x = 1\n" * 2000, ("", None)).model_dump(mode="json")
+    response = httpx.post(f"{service}/v1/execute", json=huge, timeout=10)
+    assert response.status_code == 413 and response.json()["error"].startswith("code:")
+    # Through the client, only the oversized program fails, as an infrastructure failure.
+    with HttpSandbox(service) as client:
+        small, big = client.run_batch([request(ADD, ("1 2", "3")), request("x = 1\n" * 2000, ("", None))])
+    assert small.results[0].status is Verdict.PASSED
+    assert big.infrastructure_failed
+
+
+def test_overload_is_refused_at_once_with_retry_after(service: str) -> None:
+    nine = {"requests": [request("print(1)", ("", "1")).model_dump(mode="json")] * 9}
+    started = time.monotonic()
+    response = httpx.post(f"{service}/v1/execute/batch", json=nine, timeout=10)
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "1"
+    assert time.monotonic() - started < 2
+    with (
+        HttpSandbox(service, retries=1, backoff_s=0.01, max_backoff_s=0.05) as client,
+        pytest.raises(SandboxUnavailable, match="HTTP 429"),
+    ):
+        client.run_batch([request("print(1)", ("", "1"))] * 9)
+
+
+def test_client_retries_until_the_queue_drains(service: str) -> None:
+    sleeper = request("import time\ntime.sleep(0.4)\nprint(1)", ("", "1")).model_dump(mode="json")
+
+    async def scenario() -> tuple[int, list[Verdict]]:
+        async with httpx.AsyncClient(timeout=30) as http:
+            filler = asyncio.create_task(
+                http.post(f"{service}/v1/execute/batch", json={"requests": [sleeper] * 8})
+            )
+            await asyncio.sleep(0.2)  # the queue is full now
+            client = HttpSandbox(service, backoff_s=0.05)
+            results = await client.run_batch_async([request("print(2)", ("", "2"))] * 6)
+            return (await filler).status_code, [r.results[0].status for r in results]
+
+    filler_status, statuses = asyncio.run(scenario())
+    assert filler_status == 200
+    assert statuses == [Verdict.PASSED] * 6
+
+
+def test_health_and_metrics(service: str) -> None:
+    health = httpx.get(f"{service}/healthz", timeout=10)
+    assert health.status_code == 200 and health.json()["workers"] == 2
+    assert health.json()["isolation"]["seccomp"] is True
+    httpx.post(f"{service}/v1/execute", json=request(ADD, ("1 2", "3")).model_dump(mode="json"), timeout=30)
+    metrics = httpx.get(f"{service}/metrics", timeout=10)
+    assert metrics.headers["content-type"].startswith("text/plain")
+    text = metrics.text
+
+    def value(name: str) -> float:
+        found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+        assert found, name
+        return float(found.group(1))
+
+    assert value('tarot_sandbox_executions_total{verdict="passed"}') >= 1
+    assert value('tarot_sandbox_rejected_requests_total{reason="malformed"}') >= 0
+    assert value("tarot_sandbox_program_latency_seconds_count") >= 1
+    assert value('tarot_sandbox_test_wall_seconds_bucket{le="+Inf"}') >= 1
+    assert value("tarot_sandbox_queue_depth") == 0
+    assert value("tarot_sandbox_inflight") == 0
+
+
+def test_unreachable_service_is_a_clear_error() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens here
+    started = time.monotonic()
+    with (
+        HttpSandbox(f"http://127.0.0.1:{port}", retries=2, backoff_s=0.01) as client,
+        pytest.raises(SandboxUnavailable, match=rf"127\.0\.0\.1:{port} unavailable after 3 attempts"),
+    ):
+        client.run_batch([request("print(1)", ("", "1"))])
+    assert time.monotonic() - started < 10
+
+
+def test_backend_for_picks_local_or_http() -> None:
+    local = backend_for(None, workers=1)
+    assert isinstance(local, LocalSandbox)
+    local.close()
+    remote = backend_for("http://sandbox:8080/")
+    assert isinstance(remote, HttpSandbox) and remote.base_url == "http://sandbox:8080"
+
+
+def test_exec_command(tmp_path: Path) -> None:
+    program = tmp_path / "p.py"
+    program.write_text("print(sum(map(int, input().split())))\n")
+    (tmp_path / "in.txt").write_text("1 2 3\n")
+    (tmp_path / "out.txt").write_text("6\n")
+    (tmp_path / "bad.txt").write_text("7\n")
+    base = [*CLI, "sandbox", "exec", str(program), "--stdin", str(tmp_path / "in.txt")]
+    passed = subprocess.run([*base, "--expect", str(tmp_path / "out.txt"), "--json"], capture_output=True, text=True)
+    assert passed.returncode == 0, passed.stderr
+    assert json.loads(passed.stdout)["results"][0]["status"] == "passed"
+    wrong = subprocess.run([*base, "--expect", str(tmp_path / "bad.txt")], capture_output=True, text=True)
+    assert wrong.returncode == 1 and "wrong_answer" in wrong.stdout
+    program.write_text("while True: pass\n")
+    slow = subprocess.run([*base, "--timeout", "0.3", "--json"], capture_output=True, text=True)
+    assert slow.returncode == 1 and json.loads(slow.stdout)["results"][0]["status"] == "timeout"
+    missing = subprocess.run([*base, "--expect", str(tmp_path / "nope.txt")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "nope.txt" in missing.stderr
