@@ -74,7 +74,9 @@ class Cluster:
 
 
 def _run_cluster(name: str, command: str) -> str:
-    result = subprocess.run(["bash", str(CLUSTER_SCRIPT), "--name", name, command], capture_output=True, text=True)
+    result = subprocess.run(
+        ["bash", str(CLUSTER_SCRIPT), "--name", name, command], capture_output=True, text=True
+    )
     if result.returncode != 0:
         raise RuntimeError(
             f"hack/cluster --name {name} {command} failed ({result.returncode}):\n{result.stderr[-4000:]}"

@@ -64,9 +64,9 @@ class EnvironmentResolver:
         for item in container.get("env") or []:
             name = item["name"]
             if "valueFrom" in item:
-                value = self.value_from(name, item["valueFrom"], container)
-                if value is not None:
-                    env[name] = value
+                resolved = self.value_from(name, item["valueFrom"], container)
+                if resolved is not None:
+                    env[name] = resolved
             else:
                 env[name] = expand(item.get("value", ""), env)
         return env

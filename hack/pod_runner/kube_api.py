@@ -36,7 +36,7 @@ class KubeApi:
         token = (cfg.api_key or {}).get("authorization")
         if token:
             headers["Authorization"] = token
-        cert = (cfg.cert_file, cfg.key_file) if cfg.cert_file else None
+        cert = (cfg.cert_file, cfg.key_file) if cfg.cert_file and cfg.key_file else None
         verify: str | bool = cfg.ssl_ca_cert or cfg.verify_ssl
         self._client = httpx.Client(
             base_url=self.host, headers=headers, cert=cert, verify=verify, timeout=timeout

@@ -84,6 +84,7 @@ class PodSupervisor(threading.Thread):
         restarts, last = 0, None
         directory = pod_dir(self.state_dir, self.pod)
         log_path = directory / "logs" / f"{container['name']}.log"
+        outcome: pod_status.Outcome | None
         while not self._stop_requested.is_set():
             try:
                 launch = prepare(self.api, self.pod, self.node, self.state_dir)
@@ -119,8 +120,8 @@ class PodSupervisor(threading.Thread):
                     deadline,
                     started_monotonic,
                 )
-                if outcome is None:  # stopped: deleted, deadline or shutdown
-                    return
+            if outcome is None:  # stopped: deleted, deadline or shutdown
+                return
             if self._finished(outcome, spec.get("restartPolicy") or "Always", start_time, restarts):
                 return
             restarts, last = restarts + 1, outcome

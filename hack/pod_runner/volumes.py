@@ -36,7 +36,7 @@ class PathMap:
             if container_path == "/":
                 continue
             pattern = re.compile(r"(?<![\w.\-/])" + re.escape(container_path) + r"(?=$|[/\s:;,=\"'])")
-            text = pattern.sub(lambda _m, lp=local_path: lp, text)
+            text = pattern.sub(local_path.replace("\\", "\\\\"), text)
         return text
 
 

@@ -18,6 +18,11 @@ COMMAND_MODULES: tuple[str, ...] = (
     "curriculum",
     "validate",
     "score",
+    "probe",
+    "select",
+    "train",
+    "evaluate",
+    "run",
 )
 
 app = typer.Typer(

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from tarot_jobs.curriculum.portfolio import UnknownPolicyError, get_policy
 from tarot_jobs.problems.model import ALL_TIERS, Problem
-from tarot_jobs.rewards.tiered import NOT_RUN, RewardDetail, score_batch
+from tarot_jobs.rewards.tiered import RewardDetail, score_batch
 
 # Completions per sandbox batch: enough to keep the workers busy, few enough to show progress.
 CHUNK = 64
@@ -81,17 +81,25 @@ def _json_line(detail: RewardDetail) -> str:
 
 
 def _print_table(details: list[RewardDetail]) -> None:
-    table = Table(title="Scores")
+    table = Table(title="Scores (tests passed per tier)")
     table.add_column("#", justify="right")
     table.add_column("problem")
     table.add_column("reward", justify="right")
-    table.add_column("tests (tier: verdict)")
+    for tier in ALL_TIERS:
+        table.add_column(tier.value[:5], justify="right")
+    table.add_column("failures")
     for i, detail in enumerate(details):
         reward = "sandbox failed" if detail.reward is None else f"{detail.reward:.3f}"
-        tests = ", ".join(
-            f"{t.tier.value if t.tier else '-'}: {t.status}" for t in detail.tests if t.status != NOT_RUN
+        tallies = [
+            f"{detail.tiers[t].passed}/{detail.tiers[t].total}" if detail.tiers.get(t) else "-"
+            for t in ALL_TIERS
+        ]
+        failures = ", ".join(
+            f"{status} x{n}" for status, n in detail.verdict_counts().items() if status != "passed"
         )
-        table.add_row(str(i), detail.problem_id, reward, tests if detail.code_found else "no code")
+        table.add_row(
+            str(i), detail.problem_id, reward, *tallies, failures if detail.code_found else "no code"
+        )
     _out.print(table)
     scored = [d for d in details if d.reward is not None]
     mean = sum(d.reward for d in scored if d.reward is not None) / len(scored) if scored else float("nan")

@@ -50,7 +50,10 @@ def prepare_data(
     """Load, split and (when the spec says so) check the run's problems."""
     say = progress or (lambda _msg: None)
     train, heldout = _load_split(spec)
-    summary: dict[str, Any] = {"source": spec.dataset.source, "loaded": {"train": len(train), "heldout": len(heldout)}}
+    summary: dict[str, Any] = {
+        "source": spec.dataset.source,
+        "loaded": {"train": len(train), "heldout": len(heldout)},
+    }
     if spec.dataset.check:
         from tarot_jobs.problems.check import check_problems
 
@@ -94,7 +97,9 @@ def data_complete(out_dir: Path) -> bool:
 def read_data(out_dir: Path) -> RunData:
     """The problems a data stage wrote to `out_dir`."""
     if not data_complete(out_dir):
-        raise DataError(f"{out_dir}: no complete data stage output (expected {TRAIN_FILE}, {HELDOUT_FILE}, {CHECK_FILE})")
+        raise DataError(
+            f"{out_dir}: no complete data stage output (expected {TRAIN_FILE}, {HELDOUT_FILE}, {CHECK_FILE})"
+        )
     import json
 
     return RunData(
@@ -108,15 +113,19 @@ def _load_split(spec: TarotRunSpec) -> tuple[list[Problem], list[Problem]]:
     ds = spec.dataset
     if ds.source == "bundled":
         train = _load(f"{ds.source}:train", "dataset.source")
-        heldout = _load(ds.heldout_source, "dataset.heldoutSource") if ds.heldout_source else _load(
-            "bundled:heldout", "dataset.source"
+        heldout = (
+            _load(ds.heldout_source, "dataset.heldoutSource")
+            if ds.heldout_source
+            else _load("bundled:heldout", "dataset.source")
         )
         return train, heldout
     problems = _load(ds.source, "dataset.source", ds.format)
     if ds.heldout_source:
         return problems, _load(ds.heldout_source, "dataset.heldoutSource", ds.format)
     if len(problems) < 2:
-        raise DataError(f"dataset.source: {ds.source} holds {len(problems)} problem(s); a split needs at least 2")
+        raise DataError(
+            f"dataset.source: {ds.source} holds {len(problems)} problem(s); a split needs at least 2"
+        )
     order = list(range(len(problems)))
     random.Random(ds.seed).shuffle(order)
     count = min(max(1, round(len(problems) * ds.heldout_fraction)), len(problems) - 1)

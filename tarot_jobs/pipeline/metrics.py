@@ -27,7 +27,9 @@ class TrainMetrics:
             ["tier"],
             registry=r,
         )
-        self.reward = Gauge("tarot_train_reward_mean", "Mean total reward of the latest logged step.", registry=r)
+        self.reward = Gauge(
+            "tarot_train_reward_mean", "Mean total reward of the latest logged step.", registry=r
+        )
         self.format_reward = Gauge("tarot_train_format_reward", "Mean format reward.", registry=r)
         self.kl = Gauge("tarot_train_kl", "Mean KL divergence to the reference model.", registry=r)
         self.loss = Gauge("tarot_train_loss", "Training loss.", registry=r)
@@ -38,7 +40,9 @@ class TrainMetrics:
             "tarot_train_tokens_per_second", "Prompt and completion tokens processed per second.", registry=r
         )
         self.step = Gauge("tarot_train_step", "Optimizer steps done in this phase.", registry=r)
-        self.total_steps = Gauge("tarot_train_total_steps", "Optimizer steps planned for this phase.", registry=r)
+        self.total_steps = Gauge(
+            "tarot_train_total_steps", "Optimizer steps planned for this phase.", registry=r
+        )
         self.phase = Gauge("tarot_train_phase", "Index of the curriculum phase being trained.", registry=r)
         self.step_seconds = Gauge(
             "tarot_train_step_seconds",
@@ -47,7 +51,10 @@ class TrainMetrics:
             registry=r,
         )
         self.verdicts = Counter(
-            "tarot_sandbox_verdicts", "Sandbox verdicts of the tests run for rewards.", ["verdict"], registry=r
+            "tarot_sandbox_verdicts",
+            "Sandbox verdicts of the tests run for rewards.",
+            ["verdict"],
+            registry=r,
         )
 
     def serve(self, port: int, address: str = "0.0.0.0") -> Any:

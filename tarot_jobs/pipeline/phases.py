@@ -34,7 +34,12 @@ class PhasePlan:
 
 def prompts_per_step(spec: TarotRunSpec) -> float:
     t = spec.training
-    return t.per_device_train_batch_size * spec.training_processes() * t.gradient_accumulation_steps / t.num_generations
+    return (
+        t.per_device_train_batch_size
+        * spec.training_processes()
+        * t.gradient_accumulation_steps
+        / t.num_generations
+    )
 
 
 def total_steps(spec: TarotRunSpec, policy: CurriculumPolicy, train_problems: int) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,14 +33,14 @@ COMPLETIONS_FILE = "completions.jsonl"
 class RewardMeter:
     """A trl reward function that measures the one it wraps."""
 
-    def __init__(self, inner: Callable[..., list[float | None]], name: str) -> None:
+    def __init__(self, inner: Callable[..., Sequence[float | None]], name: str) -> None:
         self.inner = inner
         self.__name__ = name  # trl names the logged reward columns after it
         self.seconds = 0.0
         self.verdicts: dict[str, int] = {}
         self.pending: list[dict[str, Any]] = []
 
-    def __call__(self, prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float | None]:
+    def __call__(self, prompts: list[Any], completions: list[Any], **kwargs: Any) -> Sequence[float | None]:
         started = time.perf_counter()
         rewards = self.inner(prompts=prompts, completions=completions, **kwargs)
         self.seconds += time.perf_counter() - started
@@ -52,7 +52,12 @@ class RewardMeter:
         ids = kwargs.get("problem_id") or [None] * len(completions)
         for problem_id, completion, reward in zip(ids, completions, rewards, strict=True):
             self.pending.append(
-                {"step": step, "problem_id": problem_id, "completion": completion_text(completion), "reward": reward}
+                {
+                    "step": step,
+                    "problem_id": problem_id,
+                    "completion": completion_text(completion),
+                    "reward": reward,
+                }
             )
         return rewards
 
@@ -109,7 +114,9 @@ class StepLogger(TrainerCallback):
         for name in (STEPS_FILE, COMPLETIONS_FILE):
             truncate_after(self.context.out_dir / name, step)
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         if not logs or "loss" not in logs or not state.is_world_process_zero:
             return  # the end-of-training summary, or another process
         record = self._record(state.global_step, logs)

@@ -19,7 +19,7 @@ from tarot_jobs.pipeline.steplog import GenerationClock
 KEEP_CHECKPOINTS = 2
 
 
-class TarotGRPOTrainer(GRPOTrainer):  # type: ignore[misc]
+class TarotGRPOTrainer(GRPOTrainer):
     """GRPOTrainer whose checkpoints appear complete or not at all (see checkpoints.py)."""
 
     def __init__(self, *args: Any, generation_clock: GenerationClock, **kwargs: Any) -> None:
@@ -37,7 +37,7 @@ class TarotGRPOTrainer(GRPOTrainer):  # type: ignore[misc]
         # transformers writes `<output_dir>/checkpoint-N` file by file. Point it at a
         # staging directory instead (every process writes there: each saves its own
         # RNG state), then the main process marks it complete and renames it into place.
-        run_dir = Path(self.args.output_dir)
+        run_dir = Path(str(self.args.output_dir))
         name = f"checkpoint-{self.state.global_step}"
         staging_root = run_dir / f"{STAGING_PREFIX}{name}"
         if self.accelerator.is_main_process:

@@ -124,6 +124,7 @@ def _detail(plan: _Plan, phase: Phase, result: ExecutionResult | None, normalize
     if sandbox_failed:
         reward = None
     elif normalize:
+        # A problem with no test in the phase's tiers has nothing to earn: 0, like a group GRPO ignores.
         reward = passed_weight / allowed_weight if allowed_weight > 0 else 0.0
     else:
         reward = passed_weight
@@ -169,10 +170,10 @@ def score_batch(
         requests = [p.request(time_limit_s, memory_limit_mb, float_tolerance) for p in running]
         try:
             answers = sandbox.run_batch(requests)
-            if len(answers) != len(requests):
-                raise SandboxUnavailable(
-                    f"sandbox answered {len(answers)} results for {len(requests)} requests"
-                )
+            if len(answers) != len(requests) or any(
+                len(a.results) != len(r.tests) for a, r in zip(answers, requests, strict=False)
+            ):
+                raise SandboxUnavailable("the sandbox's answer does not match the requests it was sent")
             results = {id(p): answer for p, answer in zip(running, answers, strict=True)}
         except SandboxUnavailable as exc:
             log.warning("sandbox unavailable; %d completions get no reward: %s", len(running), exc)

@@ -29,6 +29,7 @@ import atexit
 import builtins
 import contextlib
 import ctypes
+import gc
 import importlib.util
 import io
 import json
@@ -84,6 +85,7 @@ _PR_SET_CHILD_SUBREAPER = 36
 _LIBC = ctypes.CDLL(None, use_errno=True)
 
 _SETUP_FAILED_EXIT = 125
+_SCRATCH_GONE_EXIT = 3
 _READ_CHUNK = 1 << 16
 _COMPILE_CACHE_SIZE = 64
 
@@ -141,6 +143,7 @@ class Helper:
         if self.drop_uid:
             os.chown(self.scratch, self.sandbox_uid, self.sandbox_gid)
         self.seccomp_ok = seccomp.supported() and self._seccomp_works()
+        self.read_only_blocker = _make_filesystem_read_only(except_for=self.scratch)
         self.subreaper = _LIBC.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
         # Non-dumpable: same-uid children cannot read our /proc/<pid>/environ or ptrace us.
         _LIBC.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
@@ -150,11 +153,14 @@ class Helper:
         return {
             "ready": True,
             "pid": os.getpid(),
+            "scratch": self.scratch,
             "seccomp": self.seccomp_ok,
             "uid_drop": self.drop_uid,
             "uid_drop_blocker": self.uid_drop_blocker,
             "sandbox_uid": self.sandbox_uid,
             "subreaper": self.subreaper,
+            "read_only_filesystem": self.read_only_blocker is None,
+            "read_only_filesystem_blocker": self.read_only_blocker,
         }
 
     @staticmethod
@@ -202,6 +208,7 @@ class Helper:
             write_frame(self.proto_out, self.run_job(job))
 
     def close(self) -> None:
+        """Remove the scratch directory (when /tmp is read-only here, the parent removes it)."""
         shutil.rmtree(self.scratch, ignore_errors=True)
 
     # --- one run ---
@@ -217,6 +224,9 @@ class Helper:
         return code
 
     def run_job(self, job: dict[str, Any]) -> dict[str, Any]:
+        if not os.path.isdir(self.scratch):
+            # Removed behind our back (a /tmp cleaner): exit, so the pool starts a fresh helper.
+            os._exit(_SCRATCH_GONE_EXIT)
         try:
             program = self._compile(job["code"], "<solution>")
             tests = self._compile(job["input"], "<tests>") if job["kind"] == "function" else None
@@ -370,7 +380,7 @@ class Helper:
                 os._exit(_SETUP_FAILED_EXIT)
             if self.seccomp_ok:
                 seccomp.install(seccomp.build_filter(os.getpid()))
-            os.environ["HOME"] = self.scratch
+            os.environ["HOME"] = os.environ["TMPDIR"] = tempfile.tempdir = self.scratch
             random.seed()
             sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
             sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8")
@@ -482,6 +492,41 @@ def _drop_capabilities() -> None:
         raise OSError(ctypes.get_errno(), "capset failed")
 
 
+_CLONE_NEWNS = 0x00020000
+_MS_RDONLY, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 0x1, 0x20, 0x1000, 0x4000, 0x40000
+
+
+def _make_filesystem_read_only(except_for: str) -> str | None:
+    """Give this helper (and so its children) a private mount namespace in which every mount
+    is read-only except `except_for`. Needs CAP_SYS_ADMIN; returns why not, or None when done.
+    Without it (a non-root pod) the pod's read-only root filesystem plays this part."""
+    if os.geteuid() != 0:
+        return "the helper is not root"
+
+    def mount(source: str | None, target: str, flags: int) -> None:
+        if _LIBC.mount(source and source.encode(), target.encode(), None, flags, None) != 0:
+            raise OSError(ctypes.get_errno(), f"mount {target}")
+
+    try:
+        if _LIBC.unshare(_CLONE_NEWNS) != 0:
+            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+        mount(None, "/", _MS_REC | _MS_PRIVATE)
+        mount(except_for, except_for, _MS_BIND)
+    except OSError as exc:
+        return f"{exc.strerror or exc} ({exc.filename or exc.args[-1]})"
+    with open("/proc/self/mountinfo") as f:
+        # Field 5 is the mount point, with spaces and the like escaped in octal.
+        targets = [line.split()[4].encode().decode("unicode_escape") for line in f]
+    failures = []
+    for target in targets:
+        if target != except_for:
+            try:
+                mount(None, target, _MS_BIND | _MS_REMOUNT | _MS_RDONLY)
+            except OSError:
+                failures.append(target)
+    return f"could not make read-only: {', '.join(failures)}" if "/" in failures else None
+
+
 def _tasks_of_uid(uid: int) -> int:
     count = 0
     for entry in os.scandir("/proc"):
@@ -530,6 +575,9 @@ def main(argv: list[str]) -> None:
     os.set_inheritable(proto_out, False)
     once = "--once" in argv
     helper = Helper(sandbox_uid, proto_in, proto_out, watch_parent=not once)
+    # Everything loaded so far is shared with every child: keep the collector from touching
+    # (and so copying) those pages in each child.
+    gc.freeze()
     try:
         if once:
             write_frame(proto_out, helper.capabilities())

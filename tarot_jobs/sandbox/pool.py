@@ -16,6 +16,7 @@ import os
 import queue
 import random
 import select
+import shutil
 import struct
 import subprocess
 import sys
@@ -83,6 +84,10 @@ class HelperProcess:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+        # The helper may see /tmp read-only (its own mount namespace): its scratch is ours to remove.
+        scratch = getattr(self, "capabilities", {}).get("scratch")
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def _write_all(self, data: bytes, deadline: float) -> None:
         view = memoryview(data)

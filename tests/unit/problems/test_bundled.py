@@ -63,6 +63,15 @@ def test_both_program_kinds_are_present_and_function_problems_name_their_entry_p
             assert all(t.output is not None for t in p.tests), p.id
 
 
+def test_statements_are_complete_prompts_and_tests_explain_themselves() -> None:
+    for p in load_bundled():
+        if p.kind is ProgramKind.STDIN_STDOUT:
+            assert "\nInput\n" in p.statement and "\nOutput\n" in p.statement, p.id
+        assert "Example" in p.statement, p.id
+        assert "```" not in p.gold_solution, p.id
+        assert all(t.reason.strip() for t in p.tests), p.id
+
+
 def test_every_problem_has_a_test_in_each_tier() -> None:
     for p in load_bundled():
         tiers = Counter(t.tier for t in p.tests)

@@ -11,7 +11,7 @@ import pytest
 
 from tarot_jobs.curriculum.portfolio import get_policy
 from tarot_jobs.problems.model import Problem, TestCase, Tier
-from tarot_jobs.rewards import TieredReward, format_reward, score_batch, score_completion
+from tarot_jobs.rewards import TestOutcome, TieredReward, format_reward, score_batch, score_completion
 from tarot_jobs.sandbox.client import HttpSandbox
 from tarot_jobs.sandbox.local import LocalSandbox
 from tarot_jobs.sandbox.types import (
@@ -53,8 +53,8 @@ def sandbox() -> Iterator[LocalSandbox]:
         yield backend
 
 
-def statuses(detail_tests: Sequence[object]) -> list[str]:
-    return [t.status for t in detail_tests]  # type: ignore[attr-defined]
+def statuses(tests: Sequence[TestOutcome]) -> list[str]:
+    return [t.status for t in tests]
 
 
 def test_gold_solution_earns_full_reward_and_every_verdict_is_reported(sandbox: LocalSandbox) -> None:
@@ -151,6 +151,19 @@ def test_a_sandbox_error_verdict_gives_none() -> None:
     detail = score_completion(COUNT_UP, GOLD, get_policy("static").phases[0], InfrastructureFailingBackend())
     assert detail.reward is None
     assert detail.sandbox_failed
+
+
+class TruncatingBackend:
+    """Test double of a faulty sandbox boundary: answers fewer test results than it was asked for."""
+
+    def run_batch(self, requests: Sequence[ExecutionRequest]) -> list[ExecutionResult]:
+        passed = TestResult(status=Verdict.PASSED)
+        return [ExecutionResult(results=[passed], path="test-double") for _ in requests]
+
+
+def test_an_answer_that_does_not_match_the_request_gives_none() -> None:
+    detail = score_completion(COUNT_UP, GOLD, get_policy("static").phases[0], TruncatingBackend())
+    assert detail.reward is None and detail.sandbox_failed
 
 
 def test_a_sandbox_that_stays_down_stops_training() -> None:

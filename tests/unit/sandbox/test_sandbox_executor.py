@@ -8,6 +8,7 @@ import socket
 import textwrap
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -162,6 +163,23 @@ def test_program_state_does_not_leak_between_runs(sandbox: LocalSandbox) -> None
     for _ in range(3):  # whichever helper runs the reader, it has seen a writer
         assert run(sandbox, writer, expected="ok").status is Verdict.PASSED
     assert run(sandbox, reader, expected="False False").status is Verdict.PASSED
+
+
+def test_only_the_scratch_directory_is_writable(sandbox: LocalSandbox, tmp_path: Path) -> None:
+    code = f"""
+        import tempfile
+        open("mine.txt", "w").write("ok")
+        tempfile.mkstemp()
+        try:
+            open("{tmp_path}/escaped.txt", "w")
+        except OSError as exc:
+            print(type(exc).__name__)
+    """
+    result = run(sandbox, code)
+    assert result.status is Verdict.COMPLETED, result.stderr
+    if sandbox.capabilities["read_only_filesystem"] or sandbox.capabilities["uid_drop"]:
+        assert result.stdout.strip() in ("OSError", "PermissionError")
+        assert not (tmp_path / "escaped.txt").exists()
 
 
 # --- limits ------------------------------------------------------------------------------------

@@ -76,7 +76,9 @@ def test_batch_through_the_client(service: str) -> None:
     with HttpSandbox(service, batch_size=4) as client:
         results = client.run_batch(programs)
     assert [r.results[0].status for r in results] == [
-        Verdict.PASSED, Verdict.RUNTIME_ERROR, Verdict.TIMEOUT,
+        Verdict.PASSED,
+        Verdict.RUNTIME_ERROR,
+        Verdict.TIMEOUT,
     ] * 3
     assert all(r.path == "forkserver" for r in results)
 
@@ -138,9 +140,18 @@ def test_client_retries_until_the_queue_drains(service: str) -> None:
             results = await client.run_batch_async([request("print(2)", ("", "2"))] * 6)
             return (await filler).status_code, [r.results[0].status for r in results]
 
+    refused_before = overloaded_refusals(service)
     filler_status, statuses = asyncio.run(scenario())
     assert filler_status == 200
     assert statuses == [Verdict.PASSED] * 6
+    assert overloaded_refusals(service) > refused_before  # it was refused, then got through
+
+
+def overloaded_refusals(service: str) -> float:
+    text = httpx.get(f"{service}/metrics", timeout=10).text
+    found = re.search(r'^tarot_sandbox_rejected_requests_total\{reason="overloaded"\} (\S+)$', text, re.M)
+    assert found
+    return float(found.group(1))
 
 
 def test_health_and_metrics(service: str) -> None:
@@ -193,7 +204,9 @@ def test_exec_command(tmp_path: Path) -> None:
     (tmp_path / "out.txt").write_text("6\n")
     (tmp_path / "bad.txt").write_text("7\n")
     base = [*CLI, "sandbox", "exec", str(program), "--stdin", str(tmp_path / "in.txt")]
-    passed = subprocess.run([*base, "--expect", str(tmp_path / "out.txt"), "--json"], capture_output=True, text=True)
+    passed = subprocess.run(
+        [*base, "--expect", str(tmp_path / "out.txt"), "--json"], capture_output=True, text=True
+    )
     assert passed.returncode == 0, passed.stderr
     assert json.loads(passed.stdout)["results"][0]["status"] == "passed"
     wrong = subprocess.run([*base, "--expect", str(tmp_path / "bad.txt")], capture_output=True, text=True)

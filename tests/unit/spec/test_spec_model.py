@@ -61,6 +61,13 @@ def test_cluster_example_is_valid() -> None:
     assert "1.5B" in spec.model.name
 
 
+@pytest.mark.parametrize("example", ["quickstart.yaml", "cluster-1.5b-8gpu.yaml"])
+def test_a_fully_defaulted_dump_validates_again(example: str) -> None:
+    # The API server stores the spec with every CRD default filled in; that must still be valid.
+    document = load_document(EXAMPLES / example)
+    assert parse_document(document.model_dump(mode="json")) == document
+
+
 def test_defaults_fill_an_empty_spec() -> None:
     spec = TarotRunSpec()
     assert spec.curriculum.policy == "auto" and spec.curriculum.threshold == 0.5
