@@ -7,6 +7,7 @@ embedded and file-based certificates); requests go through httpx so that objects
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,18 +37,21 @@ class KubeApi:
         token = (cfg.api_key or {}).get("authorization")
         if token:
             headers["Authorization"] = token
-        cert = (cfg.cert_file, cfg.key_file) if cfg.cert_file and cfg.key_file else None
-        verify: str | bool = cfg.ssl_ca_cert or cfg.verify_ssl
-        self._client = httpx.Client(
-            base_url=self.host, headers=headers, cert=cert, verify=verify, timeout=timeout
+        # One TLS context carries the CA and the client certificate (httpx's cert= is deprecated).
+        tls = (
+            ssl.create_default_context(cafile=cfg.ssl_ca_cert)
+            if cfg.ssl_ca_cert
+            else ssl.create_default_context()
         )
+        if not cfg.verify_ssl:
+            tls.check_hostname = False
+            tls.verify_mode = ssl.CERT_NONE
+        if cfg.cert_file and cfg.key_file:
+            tls.load_cert_chain(cfg.cert_file, cfg.key_file)
+        self._client = httpx.Client(base_url=self.host, headers=headers, verify=tls, timeout=timeout)
         # Watches are long-lived: no read timeout, the server closes them (timeoutSeconds).
         self._stream_client = httpx.Client(
-            base_url=self.host,
-            headers=headers,
-            cert=cert,
-            verify=verify,
-            timeout=httpx.Timeout(30.0, read=None),
+            base_url=self.host, headers=headers, verify=tls, timeout=httpx.Timeout(30.0, read=None)
         )
 
     def close(self) -> None:

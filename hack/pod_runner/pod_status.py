@@ -22,6 +22,7 @@ class Outcome:
     started_at: str
     finished_at: str
     message: str = ""
+    container_id: str = ""  # local://<pid> when a process ran
 
     @property
     def reason(self) -> str:
@@ -175,7 +176,9 @@ def terminal(
         **_ips(host_ip),
         "conditions": _conditions(False, now),
         "containerStatuses": [
-            _container_status(first, {"terminated": outcome.terminated()}, False, restarts, None),
+            _container_status(
+                first, {"terminated": outcome.terminated()}, False, restarts, None, outcome.container_id
+            ),
             *_others(pod, True, now),
         ],
     }

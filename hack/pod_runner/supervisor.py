@@ -181,7 +181,9 @@ class PodSupervisor(threading.Thread):
                     return None
                 if deadline is not None and time.monotonic() - started_monotonic > deadline:
                     code = process.stop(min(self._grace, 5.0))
-                    outcome = pod_status.Outcome(code, started_at, cri_timestamp(), "")
+                    outcome = pod_status.Outcome(
+                        code, started_at, cri_timestamp(), "", f"local://{process.pid}"
+                    )
                     self._patch(
                         pod_status.terminal(
                             self.pod,
@@ -203,7 +205,7 @@ class PodSupervisor(threading.Thread):
             and self.pod["spec"]["containers"][0].get("terminationMessagePolicy") == "FallbackToLogsOnError"
         ):
             message = process.output_tail()
-        return pod_status.Outcome(code, started_at, cri_timestamp(), message)
+        return pod_status.Outcome(code, started_at, cri_timestamp(), message, f"local://{process.pid}")
 
     def _ensure_logs_object(self, log_path: Path) -> None:
         """A kwok Logs object tells kwok's kubelet endpoint which file `kubectl logs` reads for this pod."""

@@ -17,7 +17,7 @@ from typing import Any
 from tarot_jobs.pipeline.checkpoints import write_json_atomically
 from tarot_jobs.pipeline.errors import StageError
 from tarot_jobs.pipeline.generation import sample_completions
-from tarot_jobs.pipeline.models import configure_torch_threads, load_for_inference
+from tarot_jobs.pipeline.models import load_for_inference, prepare_runtime
 from tarot_jobs.pipeline.progress import Reporter
 from tarot_jobs.pipeline.prompts import render_prompt
 from tarot_jobs.pipeline.scoring import SampleScore, score_samples, summarize
@@ -112,7 +112,7 @@ def run_evaluation(
     problems = list(heldout[: ev.problems] if ev.problems is not None else heldout)
     started = time.monotonic()
     tiny = spec.model.name == "tiny"
-    configure_torch_threads(tiny)
+    prepare_runtime(tiny)
     reporter.log(f"{label}: loading {model_path}")
     model, tokenizer = load_for_inference(model_path, spec.model, tiny=tiny)
     ks = sorted({1, ev.samples})

@@ -46,7 +46,8 @@ class TrainMetrics:
         self.phase = Gauge("tarot_train_phase", "Index of the curriculum phase being trained.", registry=r)
         self.step_seconds = Gauge(
             "tarot_train_step_seconds",
-            "Seconds of the latest step, by part: generation, reward, rest (forward/backward/optimizer).",
+            "Seconds of the latest step by part: generation, reward, "
+            "rest (log-probs, loss, backward, optimizer), and step (the whole).",
             ["part"],
             registry=r,
         )

@@ -15,7 +15,7 @@ from typing import Any
 
 from tarot_jobs.pipeline.checkpoints import write_json_atomically
 from tarot_jobs.pipeline.evaluate import SAMPLES_FILE, measure, write_samples
-from tarot_jobs.pipeline.models import ResolvedModel, configure_torch_threads, load_for_inference
+from tarot_jobs.pipeline.models import ResolvedModel, load_for_inference, prepare_runtime
 from tarot_jobs.pipeline.progress import Reporter
 from tarot_jobs.pipeline.scoring import OVERALL, summarize
 from tarot_jobs.problems.model import Problem
@@ -41,7 +41,7 @@ def run_probe(
     probe = spec.probe
     problems = heldout[: probe.problems]
     started = time.monotonic()
-    configure_torch_threads(base.is_tiny)
+    prepare_runtime(base.is_tiny)
     reporter.log(f"probe: loading {base.path}")
     model, tokenizer = load_for_inference(base.path, spec.model, tiny=base.is_tiny)
     scores = measure(

@@ -80,7 +80,7 @@ def build_report(
             "after": after.get("extra", {}),
         },
         "stage_seconds": stage_seconds,
-        "wall_seconds": round(sum(stage_seconds.values()), 2),
+        "stage_seconds_total": round(sum(stage_seconds.values()), 2),
     }
 
 
@@ -106,7 +106,7 @@ def render_markdown(report: dict[str, Any], tiny: bool) -> str:
         f"- spec: `{report['spec']}`",
         f"- model: `{report['model']}`",
         f"- problems: {data.get('train', '?')} training, {data.get('heldout', '?')} held-out",
-        f"- wall time: {report['wall_seconds']:.0f} s "
+        f"- time in stages: {report['stage_seconds_total']:.0f} s "
         + "("
         + ", ".join(f"{k} {v:.0f} s" for k, v in report["stage_seconds"].items())
         + ")",
@@ -160,7 +160,7 @@ def draw_curves(path: Path, steps: Sequence[dict[str, Any]], report: dict[str, A
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (curves, bars) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [2, 1]})
+    fig, (curves, bars) = plt.subplots(1, 2, figsize=(13, 5.2), gridspec_kw={"width_ratios": [2, 1]})
     offset = 0
     for i, phase in enumerate(report["phases"]):
         start, end = offset, offset + phase["steps"]
@@ -187,7 +187,7 @@ def draw_curves(path: Path, steps: Sequence[dict[str, Any]], report: dict[str, A
     curves.set_xlabel("optimizer step (whole run)")
     curves.set_ylabel("reward / pass rate")
     curves.set_title(f"Training ({report['policy']['name']})", pad=28)
-    curves.legend(loc="upper left", fontsize=8)
+    curves.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=5, fontsize=8, frameon=False)
     curves.grid(alpha=0.3)
 
     names = [*TIER_NAMES, "overall"]
@@ -195,22 +195,24 @@ def draw_curves(path: Path, steps: Sequence[dict[str, Any]], report: dict[str, A
     width = 0.38
     positions = range(len(names))
     if before:
-        bars.bar(
+        drawn = bars.bar(
             [p - width / 2 for p in positions],
             [before.get(n) or 0 for n in names],
             width,
             label="before",
             color="#9aa5b1",
         )
-    bars.bar(
+        bars.bar_label(drawn, labels=[_pct(before.get(n)) for n in names], fontsize=7, rotation=90, padding=2)
+    drawn = bars.bar(
         [p + width / 2 for p in positions],
         [after.get(n) or 0 for n in names],
         width,
         label="after",
         color="#264653",
     )
+    bars.bar_label(drawn, labels=[_pct(after.get(n)) for n in names], fontsize=7, rotation=90, padding=2)
     bars.set_xticks(list(positions), names, rotation=20)
-    bars.set_ylim(0, 1.05)
+    bars.set_ylim(0, 1.15)
     bars.set_ylabel("held-out pass@1")
     bars.set_title("Held-out pass@1 per tier")
     bars.legend(fontsize=8)

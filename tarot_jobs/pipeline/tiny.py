@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -67,8 +69,8 @@ class TinyModelConfig:
     num_layers: int = 2
     num_heads: int = 4
     max_positions: int = 2048
-    warmup_steps: int = 120
-    warmup_learning_rate: float = 3e-3
+    warmup_steps: int = 240
+    warmup_learning_rate: float = 6e-3
     warmup_batch_size: int = 8
     warmup_max_tokens: int = 384
     seed: int = 0
@@ -87,14 +89,16 @@ def tiny_model_dir(
     if (target / "tiny.json").is_file():
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
-    staging = cache_dir / f".tiny-{key}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    build_tiny_model(staging, train_problems, config, progress)
-    if (target / "tiny.json").is_file():  # another process finished first
+    # A private staging directory per builder, renamed into place when complete:
+    # concurrent builders never see (or clobber) each other's half-written files.
+    staging = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".tiny-{key}-"))
+    try:
+        build_tiny_model(staging, train_problems, config, progress)
+        if not (target / "tiny.json").is_file():  # else another process finished first
+            shutil.rmtree(target, ignore_errors=True)
+            staging.rename(target)
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-    else:
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
     return target
 
 
@@ -108,8 +112,11 @@ def build_tiny_model(
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    from tarot_jobs.pipeline.models import prepare_runtime
+
     say = progress or (lambda _msg: None)
     started = time.monotonic()
+    prepare_runtime(tiny=True)
     tokenizer = build_tokenizer(train_problems, config)
     torch.manual_seed(config.seed)
     model_config = LlamaConfig(
@@ -200,6 +207,16 @@ def _warm_up(
 
     rng = random.Random(config.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.warmup_learning_rate)
+    # Short linear ramp, then cosine decay to a tenth: a high rate early, fine steps late.
+    ramp = max(config.warmup_steps // 20, 1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: (
+            (step + 1) / ramp
+            if step < ramp
+            else 0.1 + 0.45 * (1 + math.cos(math.pi * (step - ramp) / max(config.warmup_steps - ramp, 1)))
+        ),
+    )
     model.train()
     losses: list[float] = []
     for step in range(config.warmup_steps):
@@ -216,6 +233,7 @@ def _warm_up(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        scheduler.step()
         optimizer.zero_grad()
         losses.append(round(float(loss.item()), 4))
         if (step + 1) % 20 == 0 or step + 1 == config.warmup_steps:

@@ -42,10 +42,10 @@ from tarot_jobs.pipeline.data import RunData
 from tarot_jobs.pipeline.errors import StageError
 from tarot_jobs.pipeline.models import (
     ResolvedModel,
-    configure_torch_threads,
     is_adapter,
     load_for_training,
     load_tokenizer,
+    prepare_runtime,
     torch_dtype,
 )
 from tarot_jobs.pipeline.phases import PhasePlan, plan_phases
@@ -193,7 +193,7 @@ def _build_trainer(
 
     spec, t = request.spec, request.spec.training
     tiny = request.base.is_tiny
-    configure_torch_threads(tiny)
+    prepare_runtime(tiny)
     # trl's config still spells activation checkpointing the old way; the rename warning is noise here.
     warnings.filterwarnings(
         "ignore", message=".*deprecated and will be removed in v6.*", category=FutureWarning

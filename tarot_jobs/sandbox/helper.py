@@ -143,6 +143,11 @@ class Helper:
         if self.drop_uid:
             os.chown(self.scratch, self.sandbox_uid, self.sandbox_gid)
         self.seccomp_ok = seccomp.supported() and self._seccomp_works()
+        self.network_filter = seccomp.PreparedFilter() if self.seccomp_ok else None
+        # Opened before the mount namespace exists, this fd keeps a writable view of the scratch's
+        # parent, so the helper can still remove its scratch when /tmp is read-only for it.
+        # Children close it (closerange) before any user code runs.
+        self._scratch_parent_fd = os.open(os.path.dirname(self.scratch), os.O_RDONLY | os.O_DIRECTORY)
         self.read_only_blocker = _make_filesystem_read_only(except_for=self.scratch)
         self.subreaper = _LIBC.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
         # Non-dumpable: same-uid children cannot read our /proc/<pid>/environ or ptrace us.
@@ -189,7 +194,7 @@ class Helper:
         pid = os.fork()
         if pid == 0:
             try:
-                seccomp.install(seccomp.build_filter(os.getpid()))
+                seccomp.PreparedFilter().install(os.getpid())
                 import socket
 
                 try:
@@ -208,8 +213,11 @@ class Helper:
             write_frame(self.proto_out, self.run_job(job))
 
     def close(self) -> None:
-        """Remove the scratch directory (when /tmp is read-only here, the parent removes it)."""
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        """Remove the scratch directory, through the fd that predates the read-only view."""
+        if self.read_only_blocker is None:
+            _LIBC.umount2(self.scratch.encode(), _MNT_DETACH)  # a mount point cannot be removed
+        shutil.rmtree(os.path.basename(self.scratch), dir_fd=self._scratch_parent_fd, ignore_errors=True)
+        os.close(self._scratch_parent_fd)
 
     # --- one run ---
 
@@ -283,7 +291,7 @@ class Helper:
                         parent_gone = True
                     elif not _read_into(fd, streams[fd], poller):
                         continue
-                if len(streams[out_r]) + len(streams[err_r]) > max_output:
+                if sum(len(buffer) for buffer in streams.values()) > max_output:
                     output_exceeded = True
                     break
                 if exited or parent_gone:
@@ -294,7 +302,7 @@ class Helper:
             self._kill_leftovers()
             for fd in (out_r, err_r, status_r):
                 _drain(fd, streams[fd], max_output + 1)
-            output_exceeded = output_exceeded or len(streams[out_r]) + len(streams[err_r]) > max_output
+            output_exceeded = output_exceeded or sum(len(buffer) for buffer in streams.values()) > max_output
         finally:
             for fd in (out_r, err_r, status_r, pidfd):
                 os.close(fd)
@@ -303,7 +311,9 @@ class Helper:
             os._exit(0)
 
         exit_code = os.waitstatus_to_exitcode(wait_status)
-        status = streams[status_r].decode(errors="replace").split("\n")[0]
+        # Our runner writes its line last, after all of the program's code has run.
+        status_lines = streams[status_r].decode(errors="replace").strip().split("\n")
+        status = status_lines[-1] if status_lines else ""
         stdout = bytes(streams[out_r][:max_output]).decode(errors="replace")
         stderr = bytes(streams[err_r][:max_output]).decode(errors="replace")
         return _result(
@@ -378,8 +388,8 @@ class Helper:
             _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
             if os.getppid() != self.pid:
                 os._exit(_SETUP_FAILED_EXIT)
-            if self.seccomp_ok:
-                seccomp.install(seccomp.build_filter(os.getpid()))
+            if self.network_filter is not None:
+                self.network_filter.install(os.getpid())
             os.environ["HOME"] = os.environ["TMPDIR"] = tempfile.tempdir = self.scratch
             random.seed()
             sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
@@ -483,16 +493,19 @@ class _CapData(ctypes.Structure):
     ]
 
 
+_NO_CAPABILITIES = (_CapHeader(0x20080522, 0), (_CapData * 2)())  # _LINUX_CAPABILITY_VERSION_3, all zero
+
+
 def _drop_capabilities() -> None:
     """Root without capabilities: it cannot override file modes of others, ptrace, read other
     root processes' environment, or exceed RLIMIT_NPROC; no_new_privs keeps exec from restoring them."""
-    header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
-    data = (_CapData * 2)()
+    header, data = _NO_CAPABILITIES
     if _LIBC.capset(ctypes.byref(header), data) != 0:
         raise OSError(ctypes.get_errno(), "capset failed")
 
 
 _CLONE_NEWNS = 0x00020000
+_MNT_DETACH = 2
 _MS_RDONLY, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 0x1, 0x20, 0x1000, 0x4000, 0x40000
 
 

@@ -51,6 +51,11 @@ class LocalSandbox:
         """What the helpers reported (seccomp, uid drop, ...); empty before the first run."""
         return dict(self._pool.capabilities)
 
+    @property
+    def fast_path_error(self) -> str | None:
+        """Why runs fell back to a subprocess each (None while the warm helpers work)."""
+        return self._pool.fast_path_error
+
     def run_batch(self, requests: Sequence[ExecutionRequest]) -> list[ExecutionResult]:
         futures = [self.submit(request) for request in requests]
         return [future.result() for future in futures]
@@ -71,7 +76,10 @@ class LocalSandbox:
                 remaining[0] -= 1
                 last = remaining[0] == 0
             if last:
-                done.set_result(self._judge(request, [r for r in raws if r is not None]))
+                try:
+                    done.set_result(self._judge(request, [r for r in raws if r is not None]))
+                except Exception as exc:  # surface it to the caller instead of never resolving
+                    done.set_exception(exc)
 
         for index, test in enumerate(request.tests):
             self._pool.submit(self._job(request, test)).add_done_callback(functools.partial(finished, index))

@@ -84,7 +84,7 @@ class HelperProcess:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
-        # The helper may see /tmp read-only (its own mount namespace): its scratch is ours to remove.
+        # A helper that was killed could not remove its scratch directory.
         scratch = getattr(self, "capabilities", {}).get("scratch")
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -202,6 +202,9 @@ class ExecutorPool:
                             helper = self._start_helper()
                         result, helper = self._run(job, helper)
                         future.set_result(result)
+                except Exception as exc:  # a bug here must not leave a caller waiting forever
+                    if not future.done():
+                        future.set_result(sandbox_error(f"sandbox pool error: {type(exc).__name__}: {exc}"))
                 finally:
                     with self._lock:
                         self._running -= 1

@@ -184,12 +184,37 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def install(program: bytes) -> None:
-    """Install `program` on the calling process (irreversible; inherited by its children)."""
-    libc = _LIBC
-    buffer = ctypes.create_string_buffer(program, len(program))
-    fprog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
-    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
-    if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP) failed")
+# A pid no process has (above PID_MAX_LIMIT), marking where the child's own pid goes.
+_PID_PLACEHOLDER = 0x7FFFFF00
+_INSTRUCTION = struct.Struct("=HBBI")
+
+
+class PreparedFilter:
+    """The filter assembled once in the helper; a child only patches in its pid and installs it.
+
+    Doing the work before fork keeps each child from touching (and so copying) fresh pages.
+    """
+
+    def __init__(self) -> None:
+        program = build_filter(_PID_PLACEHOLDER)
+        self._buffer = ctypes.create_string_buffer(program, len(program))
+        self._fprog = _SockFprog(len(program) // 8, ctypes.cast(self._buffer, ctypes.c_void_p))
+        self._pid_slots: list[tuple[int, int, int, int]] = []  # (offset, op, jt, jf) of +pid
+        self._negative_pid_slots: list[tuple[int, int, int, int]] = []
+        for offset in range(0, len(program), 8):
+            op, jt, jf, k = _INSTRUCTION.unpack_from(program, offset)
+            if op == _JMP_JEQ_K and k == _PID_PLACEHOLDER:
+                self._pid_slots.append((offset, op, jt, jf))
+            elif op == _JMP_JEQ_K and k == (-_PID_PLACEHOLDER) & 0xFFFFFFFF:
+                self._negative_pid_slots.append((offset, op, jt, jf))
+
+    def install(self, own_pid: int) -> None:
+        """Install the filter for the calling process, whose pid is `own_pid`."""
+        for offset, op, jt, jf in self._pid_slots:
+            _INSTRUCTION.pack_into(self._buffer, offset, op, jt, jf, own_pid)
+        for offset, op, jt, jf in self._negative_pid_slots:
+            _INSTRUCTION.pack_into(self._buffer, offset, op, jt, jf, (-own_pid) & 0xFFFFFFFF)
+        if _LIBC.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+        if _LIBC.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(self._fprog), 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP) failed")

@@ -159,6 +159,7 @@ class SandboxService:
                 "inflight": self.inflight,
                 "queued": self.waiting,
                 "isolation": self.backend.capabilities,
+                "fast_path_error": self.backend.fast_path_error,
             }
         )
 

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from tarot_jobs.curriculum.policy import CurriculumPolicy, Phase, contiguity_problems, tier_letters
@@ -197,11 +205,14 @@ class TrainingSpec(SpecModel):
     save_steps: int = Field(default=50, ge=1)
     logging_steps: int = Field(default=1, ge=1)
 
-    @model_validator(mode="after")
-    def _one_length(self) -> TrainingSpec:
-        if self.max_steps is not None and self.epochs is not None:
-            raise ValueError("maxSteps: set either maxSteps or epochs, not both")
-        return self
+    # Cross-field checks are field validators over the fields declared before them (info.data),
+    # so they report even when an unrelated field of the same section is invalid.
+    @field_validator("epochs")
+    @classmethod
+    def _steps_or_epochs(cls, epochs: float | None, info: ValidationInfo) -> float | None:
+        if epochs is not None and info.data.get("max_steps") is not None:
+            raise ValueError("set either maxSteps or epochs, not both")
+        return epochs
 
 
 class SandboxSpec(SpecModel):
@@ -217,18 +228,19 @@ class SandboxSpec(SpecModel):
 class EvaluationSpec(SpecModel):
     problems: int | None = Field(default=None, ge=1, description="Held-out problems (None: all of them).")
     samples: int = Field(default=1, ge=1, description="Completions per problem (k of pass@k).")
-    temperature: float = Field(default=0.0, ge=0.0, description="0 is greedy decoding.")
+    temperature: float = Field(
+        default=0.0, ge=0.0, validate_default=True, description="0 is greedy decoding."
+    )
     max_new_tokens: int = Field(default=1024, ge=1)
     baseline: bool = Field(default=True, description="Also evaluate the base model, for before/after.")
     extra_files: list[str] = Field(default_factory=list, description="HumanEval-shape files evaluated too.")
 
-    @model_validator(mode="after")
-    def _sampling_needs_temperature(self) -> EvaluationSpec:
-        if self.samples > 1 and self.temperature == 0:
-            raise ValueError(
-                "temperature: must be > 0 when samples > 1 (greedy decoding repeats one completion)"
-            )
-        return self
+    @field_validator("temperature")
+    @classmethod
+    def _sampling_needs_temperature(cls, temperature: float, info: ValidationInfo) -> float:
+        if temperature == 0 and info.data.get("samples", 1) > 1:
+            raise ValueError("must be > 0 when samples > 1 (greedy decoding repeats one completion)")
+        return temperature
 
 
 class Toleration(SpecModel):
@@ -262,7 +274,7 @@ class TarotRunSpec(SpecModel):
         default_factory=lambda: list(ALL_TIERS), min_length=1, description="Tiers in use."
     )
     probe: ProbeSpec = Field(default_factory=ProbeSpec)
-    curriculum: CurriculumSpec = Field(default_factory=CurriculumSpec)
+    curriculum: CurriculumSpec = Field(default_factory=CurriculumSpec, validate_default=True)
     reward: RewardSpec = Field(default_factory=RewardSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     sandbox: SandboxSpec = Field(default_factory=SandboxSpec)
@@ -277,9 +289,18 @@ class TarotRunSpec(SpecModel):
             raise ValueError("a tier is listed twice")
         return tiers
 
+    @field_validator("curriculum")
+    @classmethod
+    def _phases_keep_a_used_tier(cls, curriculum: CurriculumSpec, info: ValidationInfo) -> CurriculumSpec:
+        tiers = info.data.get("tiers")
+        problems = [] if tiers is None else phase_tier_problems(curriculum, tiers)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return curriculum
+
     @model_validator(mode="after")
-    def _cross_field(self) -> TarotRunSpec:
-        problems = [*self._generation_batch_problems(), *self._phase_tier_problems()]
+    def _whole_prompt_groups(self) -> TarotRunSpec:
+        problems = self._generation_batch_problems()
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -303,20 +324,20 @@ class TarotRunSpec(SpecModel):
             ]
         return []
 
-    def _phase_tier_problems(self) -> list[str]:
-        used = set(self.tiers)
-        problems: list[str] = []
-        for policy in self.curriculum.candidate_policies():
-            for i, phase in enumerate(policy.phases):
-                if not phase.tiers & used:
-                    where = (
-                        f"curriculum.phases[{i}].tiers" if policy.name == "custom" else "curriculum.policy"
-                    )
-                    problems.append(
-                        f"{where}: phase {phase.label()} of policy {policy.name} allows only "
-                        f"{tier_letters(phase.tiers)}, none of which is in tiers ({tier_letters(used)})"
-                    )
-        return problems
+
+def phase_tier_problems(curriculum: CurriculumSpec, tiers: list[Tier]) -> list[str]:
+    """A 'field: why' line for every phase of a candidate policy that allows none of `tiers`."""
+    used = set(tiers)
+    problems: list[str] = []
+    for policy in curriculum.candidate_policies():
+        for i, phase in enumerate(policy.phases):
+            if not phase.tiers & used:
+                where = f"phases[{i}].tiers" if policy.name == "custom" else "policy"
+                problems.append(
+                    f"{where}: phase {phase.label()} of policy {policy.name} allows only "
+                    f"{tier_letters(phase.tiers)}, none of which is in tiers ({tier_letters(used)})"
+                )
+    return problems
 
 
 class ObjectMeta(BaseModel):

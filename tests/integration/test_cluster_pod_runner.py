@@ -226,6 +226,11 @@ def test_gpu_pods_fill_the_gpu_nodes_and_skipped_pods_are_left_to_kwok(
     assert sorted(p["spec"]["nodeName"] for p in running) == ["gpu-node-0", "gpu-node-1"]
     for pod in running:  # kwok's stage marked them Running; no local process was started
         assert not pod["status"]["containerStatuses"][0].get("containerID", "").startswith("local://")
-    [waiting] = [p for p in pods if p["status"]["phase"] != "Running"]
-    scheduled = next(c for c in waiting["status"]["conditions"] if c["type"] == "PodScheduled")
+    [waiting] = [p["metadata"]["name"] for p in pods if p["status"]["phase"] != "Running"]
+
+    def unschedulable() -> JSON | None:
+        conditions = (cluster.api.get(f"{ns}/pods/{waiting}").get("status") or {}).get("conditions") or []
+        return next((c for c in conditions if c["type"] == "PodScheduled" and c["status"] == "False"), None)
+
+    scheduled = cluster.wait_for("the third GPU pod to be unschedulable", unschedulable)
     assert scheduled["reason"] == "Unschedulable" and "nvidia.com/gpu" in scheduled["message"]

@@ -298,6 +298,9 @@ def test_environment_and_identity_are_not_the_services(
     assert "TAROT_TEST_SECRET" not in result.stdout
     if sandbox.capabilities["uid_drop"]:
         assert result.stdout.split("\n")[1] != "0"  # dropped to an unprivileged uid
+    # No descriptor of the helper's (its protocol pipes, its writable view of /tmp) is left open.
+    fds = run(sandbox, "import os\nprint(*sorted(int(fd) for fd in os.listdir('/proc/self/fd')))")
+    assert fds.stdout.split()[:4] == ["0", "1", "2", "3"] and len(fds.stdout.split()) == 5  # + listdir's
     # Neither this process's environment nor the (non-dumpable) helper's can be read.
     for pid in (str(os.getpid()), "os.getppid()"):
         stolen = run(sandbox, f"import os\nprint(open(f'/proc/{{{pid}}}/environ').read())\n")

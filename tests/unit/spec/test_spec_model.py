@@ -147,7 +147,25 @@ def test_unknown_policy_names_are_rejected() -> None:
 
 def test_steps_or_epochs_not_both() -> None:
     found = issues({"training": {"maxSteps": 10, "epochs": 2}})
-    assert "either maxSteps or epochs" in found["training.maxSteps"]
+    assert "either maxSteps or epochs" in found["training.epochs"]
+
+
+def test_cross_field_errors_are_reported_beside_plain_field_errors() -> None:
+    found = issues(
+        {
+            "training": {"learningRate": -1, "maxSteps": 10, "epochs": 2},
+            "evaluation": {"samples": 3, "maxNewTokens": 0},
+            "tiers": ["edge"],
+            "curriculum": {"policy": "basic-only"},
+        }
+    )
+    assert set(found) == {
+        "training.learningRate",
+        "training.epochs",
+        "evaluation.maxNewTokens",
+        "evaluation.temperature",  # samples > 1 with the default greedy temperature
+        "curriculum.policy",
+    }
 
 
 def test_num_generations_must_divide_the_generation_batch_as_trl_requires() -> None:

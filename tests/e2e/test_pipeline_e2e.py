@@ -1,0 +1,123 @@
+"""`tarot run` end to end on the tiny model: interrupted by a kill, rerun, finished, rerun again.
+
+This is the local pipeline (no cluster): the quickstart's shape with smaller numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+# The pipeline unit tests build the same tiny model; the cache is content-addressed.
+MODEL_CACHE = Path(tempfile.gettempdir()) / "tarot-test-model-cache"
+SPEC = """
+apiVersion: tarot.dev/v1alpha1
+kind: TarotRun
+metadata: {name: e2e}
+spec:
+  model: {name: tiny, dtype: float32}
+  dataset: {source: bundled}
+  probe: {problems: 3, samples: 2, temperature: 0.7, maxNewTokens: 64}
+  curriculum: {policy: auto, threshold: 0.5}
+  reward: {normalize: true, formatWeight: 0.1}
+  training:
+    maxSteps: 8
+    learningRate: 1.0e-4
+    beta: 0.02
+    numGenerations: 4
+    perDeviceTrainBatchSize: 8
+    maxCompletionLength: 64
+    temperature: 0.6
+    saveSteps: 1
+  sandbox: {workers: 2, timeLimitSeconds: 2, memoryLimitMb: 256}
+  evaluation: {problems: 4, samples: 1, temperature: 0.0, maxNewTokens: 64}
+"""
+
+
+def _command(spec: Path, workdir: Path) -> list[str]:
+    return [
+        sys.executable, "-c", "from tarot_jobs.cli import main; main()",
+        "run", str(spec), "--workdir", str(workdir), "--model-cache", str(MODEL_CACHE),
+    ]  # fmt: skip
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "COLUMNS": "200"}
+
+
+def test_run_survives_a_kill_and_reports(tmp_path: Path) -> None:
+    spec = tmp_path / "e2e.yaml"
+    spec.write_text(SPEC)
+    workdir = tmp_path / "run"
+
+    # 1. Start the run and kill it as soon as training has a checkpoint.
+    process = subprocess.Popen(_command(spec, workdir), env=_env(), start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 500
+    try:
+        while not list((workdir / "train" / "phase-0").glob("checkpoint-*/tarot-complete.json")):
+            assert process.poll() is None, "the run ended before training started"
+            assert time.monotonic() < deadline, "training never checkpointed"
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)
+    assert (workdir / "probe" / "capability.json").is_file()
+    assert not (workdir / "report.json").exists()
+
+    # 2. Rerun: finished stages are skipped, training resumes, the run completes.
+    rerun = subprocess.run(_command(spec, workdir), env=_env(), capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    for stage in ("data", "probe", "select"):
+        assert f"{stage}: complete output found, skipped" in rerun.stderr
+    assert "resuming phase 0 from checkpoint-" in rerun.stderr
+    assert "train phase 4/4" in rerun.stderr  # progress lines name the phase
+
+    report = json.loads((workdir / "report.json").read_text())
+    assert report["policy"]["name"] == "forward"  # the tiny model is weak: capability below 0.5
+    assert "threshold 0.5" in report["policy"]["reason"]
+    assert 0.0 <= report["capability"]["score"] < 0.5
+    assert [p["tiers"] for p in report["phases"]] == [
+        ["basic"],
+        ["basic", "intermediate"],
+        ["basic", "intermediate", "complex"],
+        ["basic", "intermediate", "complex", "edge"],
+    ]
+    assert sum(p["steps"] for p in report["phases"]) == 8
+    assert all(p["mean_reward"] is not None for p in report["phases"])
+    for when in ("before", "after"):
+        assert set(report["evaluation"][when]) == {"basic", "intermediate", "complex", "edge", "overall"}
+    before = json.loads((workdir / "eval" / "before" / "evaluation.json").read_text())
+    after = json.loads((workdir / "eval" / "after" / "evaluation.json").read_text())
+    assert before["heldout"]["counts"]["problems"] == after["heldout"]["counts"]["problems"] == 4
+    assert after["model"].endswith("train/phase-3/final")
+    markdown = (workdir / "report.md").read_text()
+    assert "Policy **forward**" in markdown and "| basic |" in markdown and "curves.png" in markdown
+    assert (workdir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # 3. A third run has nothing left to do.
+    again = subprocess.run(_command(spec, workdir), env=_env(), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert again.stderr.count("complete output found, skipped") == 9  # data probe select 4 phases 2 evals
+    assert json.loads((workdir / "report.json").read_text())["phases"] == report["phases"]
+
+
+def test_a_changed_spec_is_refused_in_an_old_workdir(tmp_path: Path) -> None:
+    spec = tmp_path / "e2e.yaml"
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "spec.json").write_text(json.dumps({"model": {"name": "something-else"}}))
+    spec.write_text(SPEC)
+    result = subprocess.run(_command(spec, workdir), env=_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "different spec" in result.stderr

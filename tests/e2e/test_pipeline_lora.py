@@ -1,0 +1,69 @@
+"""`tarot run` with LoRA: phases save adapters, phase 1 continues phase 0's, evaluation merges it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+MODEL_CACHE = Path(tempfile.gettempdir()) / "tarot-test-model-cache"
+SPEC = """
+model: {name: tiny, lora: {enabled: true, r: 4, alpha: 8, targetModules: [q_proj, v_proj]}}
+dataset: {source: bundled}
+curriculum:
+  policy: custom
+  phases: [{start: 0, end: 0.5, tiers: [basic]}, {start: 0.5, end: 1, tiers: [basic, edge]}]
+training: {maxSteps: 4, learningRate: 1.0e-3, beta: 0.02, numGenerations: 4, perDeviceTrainBatchSize: 8,
+           maxCompletionLength: 48, temperature: 0.6, saveSteps: 1}
+probe: {problems: 2, samples: 2, maxNewTokens: 48}
+evaluation: {problems: 2, maxNewTokens: 48, baseline: false, extraFiles: [EXTRA]}
+sandbox: {workers: 2}
+"""
+
+
+def test_lora_phases_chain_adapters(tmp_path: Path) -> None:
+    spec = tmp_path / "lora.yaml"
+    # A HumanEval-shape file, evaluated beside the held-out problems.
+    extra = tmp_path / "humaneval.jsonl"
+    records = [
+        {
+            "task_id": f"demo/{i}",
+            "prompt": f'def add{i}(a, b):\n    """Return a + b + {i}."""\n',
+            "entry_point": f"add{i}",
+            "canonical_solution": f"    return a + b + {i}\n",
+            "test": f"def check(f):\n    assert f(1, 2) == {3 + i}\n",
+        }
+        for i in range(2)
+    ]
+    extra.write_text("".join(json.dumps(r) + "\n" for r in records))
+    spec.write_text(SPEC.replace("EXTRA", str(extra)))
+    workdir = tmp_path / "run"
+    command = [
+        sys.executable, "-c", "from tarot_jobs.cli import main; main()",
+        "run", str(spec), "--workdir", str(workdir), "--model-cache", str(MODEL_CACHE),
+    ]  # fmt: skip
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=900, env={**os.environ, "COLUMNS": "200"}
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    for phase in (0, 1):
+        final = workdir / "train" / f"phase-{phase}" / "final"
+        assert (final / "adapter_config.json").is_file()
+        assert not (final / "model.safetensors").exists()  # an adapter, not full weights
+        summary = json.loads((workdir / "train" / f"phase-{phase}" / "phase.json").read_text())
+        assert summary["weights_kind"] == "adapter" and summary["global_step"] == 2
+    base = json.loads((workdir / "train" / "phase-1" / "final" / "adapter_config.json").read_text())
+    assert Path(base["base_model_name_or_path"]).parent == MODEL_CACHE  # the tiny base, not phase 0's dir
+    report = json.loads((workdir / "report.json").read_text())
+    assert report["evaluation"]["before"] is None
+    extra_result = report["evaluation_extra"]["after"][str(extra)]
+    assert extra_result["counts"]["problems"] == 2 and extra_result["counts"]["completions"] == 2
+    assert extra_result["pass@1"]["overall"] is not None
+    assert set(report["evaluation"]["after"]) == {"basic", "intermediate", "complex", "edge", "overall"}

@@ -1,0 +1,80 @@
+"""Checkpoints are complete or absent; resuming never picks a half-written one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tarot_jobs.pipeline.checkpoints import (
+    COMPLETE_MARKER,
+    complete_checkpoints,
+    latest_checkpoint,
+    prune_checkpoints,
+    remove_leftovers,
+    write_atomically,
+    write_json_atomically,
+)
+
+
+def _checkpoint(run_dir: Path, step: int) -> Path:
+    def fill(staged: Path) -> None:
+        (staged / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+
+    target = run_dir / f"checkpoint-{step}"
+    write_atomically(target, fill, {"global_step": step})
+    return target
+
+
+def test_published_checkpoint_is_marked_and_found(tmp_path: Path) -> None:
+    _checkpoint(tmp_path, 2)
+    newest = _checkpoint(tmp_path, 4)
+    assert (newest / COMPLETE_MARKER).is_file()
+    assert latest_checkpoint(tmp_path) == newest
+    assert [p.name for p in complete_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-4"]
+
+
+def test_unmarked_checkpoint_is_never_resumed_and_is_cleaned(tmp_path: Path) -> None:
+    good = _checkpoint(tmp_path, 2)
+    torn = tmp_path / "checkpoint-6"  # what an in-place writer killed mid-save leaves
+    torn.mkdir()
+    (torn / "model.safetensors").write_bytes(b"partial")
+    staging = tmp_path / ".staging-checkpoint-8"
+    staging.mkdir()
+    assert latest_checkpoint(tmp_path) == good
+    removed = remove_leftovers(tmp_path)
+    assert sorted(p.name for p in removed) == [".staging-checkpoint-8", "checkpoint-6"]
+    assert good.is_dir() and not torn.exists()
+
+
+def test_failed_fill_leaves_nothing(tmp_path: Path) -> None:
+    def fill(staged: Path) -> None:
+        (staged / "weights").write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomically(tmp_path / "final", fill, {})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_republish_replaces_the_old_copy(tmp_path: Path) -> None:
+    write_atomically(tmp_path / "final", lambda d: (d / "v").write_text("1"), {})
+    write_atomically(tmp_path / "final", lambda d: (d / "v").write_text("2"), {})
+    assert (tmp_path / "final" / "v").read_text() == "2"
+    assert [p.name for p in tmp_path.iterdir()] == ["final"]
+
+
+def test_prune_keeps_the_newest(tmp_path: Path) -> None:
+    for step in (1, 2, 3, 10):
+        _checkpoint(tmp_path, step)
+    prune_checkpoints(tmp_path, keep=2)
+    assert [p.name for p in complete_checkpoints(tmp_path)] == ["checkpoint-3", "checkpoint-10"]
+
+
+def test_json_is_replaced_whole(tmp_path: Path) -> None:
+    target = tmp_path / "out" / "x.json"
+    write_json_atomically(target, {"a": 1})
+    write_json_atomically(target, {"a": 2})
+    assert json.loads(target.read_text()) == {"a": 2}
+    assert [p.name for p in target.parent.iterdir()] == ["x.json"]
