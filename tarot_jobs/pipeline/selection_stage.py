@@ -47,7 +47,7 @@ def select(spec: TarotRunSpec, capability_file: Path | None) -> Selection:
             "curriculum.policy is 'auto': the capability file from `tarot probe` is required (--capability)"
         )
     try:
-        return select_policy(spec.curriculum, score, weights_override=spec.reward.weights)
+        return select_policy(spec.curriculum, score, weights_override=spec.reward.weights, tiers=spec.tiers)
     except ValueError as exc:
         raise SelectionError(str(exc)) from exc
 

@@ -7,14 +7,14 @@ downstream (checking, rewards, probe, evaluation) consumes only these.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tarot_jobs.sandbox.types import ExecutionRequest, ProgramKind, TestSpec
 
 
-class Tier(str, Enum):
+class Tier(StrEnum):
     """The four difficulty tiers of TAROT's unit tests."""
 
     BASIC = "basic"

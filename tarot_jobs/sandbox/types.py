@@ -8,18 +8,18 @@ backend runs it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class ProgramKind(str, Enum):
+class ProgramKind(StrEnum):
     STDIN_STDOUT = "stdin_stdout"
     FUNCTION = "function"
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     PASSED = "passed"
     WRONG_ANSWER = "wrong_answer"
     TIMEOUT = "timeout"

@@ -53,3 +53,10 @@ def test_bad_capability_file_is_named(tmp_path: Path) -> None:
 def test_missing_policy_file_says_what_to_run(tmp_path: Path) -> None:
     with pytest.raises(SelectionError, match="tarot select"):
         read_policy(tmp_path / "policy.json")
+
+
+def test_spec_tiers_remove_the_other_tiers_from_every_phase() -> None:
+    spec = TarotRunSpec.model_validate({"tiers": ["basic", "edge"], "curriculum": {"policy": "static"}})
+    selection = select(spec, None)
+    used = set().union(*(phase.tiers for phase in selection.policy.phases))
+    assert used == {"basic", "edge"}

@@ -42,7 +42,8 @@ def test_quickstart_example_is_valid_and_tiny() -> None:
     assert spec.model.name == "tiny"
     assert spec.dataset.source == "bundled"
     assert spec.resources.gpus == 0
-    assert spec.training.max_steps is not None and spec.training.max_steps <= 12
+    # a few minutes on 2 CPU cores
+    assert spec.training.max_steps is not None and spec.training.max_steps <= 24
     assert spec.training.num_generations == 4
     assert spec.training.max_completion_length <= 128
     assert spec.probe.problems * spec.probe.samples <= 16
