@@ -12,6 +12,7 @@ quickstart: install  ## The local quickstart: tiny model, bundled problems, CPU.
 
 lint:
 	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
 
 typecheck:
 	$(PYTHON) -m mypy
