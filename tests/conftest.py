@@ -1,8 +1,40 @@
 """Shared fixtures. The cluster fixtures (`cluster`, `namespace`) live in hack/pytest_cluster.py."""
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hack"))
+import pytest
 
-from pytest_cluster import cluster, namespace  # noqa: F401
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "hack"))
+
+from pytest_cluster import cluster, namespace  # noqa: E402, F401
+
+
+def _reference_data_candidates() -> list[Path]:
+    """Where ../shared/data may be: named by TAROT_REFERENCE_DATA, beside this checkout, or beside
+    the checkout this one was cloned from (CI runs on a clone of main, away from shared/)."""
+    candidates = [REPO.parent / "shared" / "data"]
+    if named := os.environ.get("TAROT_REFERENCE_DATA"):
+        candidates.insert(0, Path(named))
+    origin = subprocess.run(
+        ["git", "-C", str(REPO), "config", "--get", "remote.origin.url"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    if origin and Path(origin).is_dir():
+        candidates.append(Path(origin).resolve().parent / "shared" / "data")
+    return candidates
+
+
+@pytest.fixture(scope="session")
+def tarot_sample() -> Path:
+    """The reference TAROT sample (shared/data/tarot-sample.jsonl); never copied into the repo."""
+    for directory in _reference_data_candidates():
+        sample = directory / "tarot-sample.jsonl"
+        if sample.is_file():
+            return sample
+    pytest.skip("reference data shared/data/tarot-sample.jsonl not found (set TAROT_REFERENCE_DATA)")

@@ -17,10 +17,6 @@ from tarot_jobs.problems.loaders import load_problems, save_problems
 from tarot_jobs.problems.model import ALL_TIERS, Problem, TestCase
 from tarot_jobs.sandbox.types import ExecutionRequest, ExecutionResult, TestResult, Verdict
 
-SHARED_SAMPLE = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "tarot-sample.jsonl"
-needs_sample = pytest.mark.skipif(
-    not SHARED_SAMPLE.exists(), reason="../shared/data is not beside the repository"
-)
 runner = CliRunner()
 
 
@@ -146,12 +142,11 @@ def test_a_sandbox_failure_exits_3_and_writes_nothing(
     assert not out.exists()
 
 
-@needs_sample
-def test_the_shared_tarot_sample_is_fully_usable(tmp_path: Path) -> None:
+def test_the_shared_tarot_sample_is_fully_usable(tmp_path: Path, tarot_sample: Path) -> None:
     """Through the installed console script, as a user runs it. A generous timeout: the machine is shared."""
     out = tmp_path / "clean.jsonl"
     tarot = [sys.executable, "-c", "from tarot_jobs.cli import main; main()"]
-    command = [*tarot, "data", "check", str(SHARED_SAMPLE), "--json", "--timeout", "60"]
+    command = [*tarot, "data", "check", str(tarot_sample), "--json", "--timeout", "60"]
     done = subprocess.run(
         [*command, "--out", str(out)], capture_output=True, text=True, timeout=600, check=False
     )

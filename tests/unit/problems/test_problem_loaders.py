@@ -13,8 +13,6 @@ from tarot_jobs.problems.loaders import load_problems, save_problems
 from tarot_jobs.problems.model import ALL_TIERS, Problem, TestCase, Tier
 from tarot_jobs.sandbox.types import ProgramKind
 
-SHARED_SAMPLE = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "tarot-sample.jsonl"
-
 
 def tarot_record(
     problem_id: str = "vfc_1", *, labels: tuple[Any, ...] = (None, "basic", "medium", "high", "edge")
@@ -215,9 +213,8 @@ def test_bundled_delegates_to_the_bundled_set() -> None:
         load_problems("bundled:dev")
 
 
-@pytest.mark.skipif(not SHARED_SAMPLE.exists(), reason="../shared/data is not beside the repository")
-def test_the_shared_tarot_sample_loads_fully() -> None:
-    result = load_problems(SHARED_SAMPLE)
+def test_the_shared_tarot_sample_loads_fully(tarot_sample: Path) -> None:
+    result = load_problems(tarot_sample)
 
     assert len(result.problems) == 14 and result.skipped == []
     for problem in result.problems:

@@ -286,15 +286,13 @@ def test_format_reward() -> None:
     assert format_reward(completions) == [1.0, 0.0, 0.0, 0.0, 1.0]
 
 
-REFERENCE_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "tarot-sample.jsonl"
-
-
-@pytest.mark.skipif(not REFERENCE_DATA.exists(), reason="reference data ../shared/data not present")
-def test_real_tarot_problems_reward_their_gold_solutions_fully(sandbox: LocalSandbox) -> None:
+def test_real_tarot_problems_reward_their_gold_solutions_fully(
+    sandbox: LocalSandbox, tarot_sample: Path
+) -> None:
     from tarot_jobs.pipeline.prompts import reference_answer
     from tarot_jobs.problems.loaders import load_problems
 
-    problems = load_problems(REFERENCE_DATA).problems
+    problems = load_problems(tarot_sample).problems
     assert len(problems) == 14
     # One gold solution needs ~1.5 s of CPU per test; a loaded CI machine must not turn that into a timeout.
     details = score_batch(
