@@ -78,24 +78,19 @@ def _container_status(
 
 def _others(pod: JSON, terminal: bool, now: str) -> list[JSON]:
     """Containers after the first are not run; they are reported as such, never as if they ran."""
-    state = (
-        {
-            "terminated": {
-                "exitCode": 0,
-                "reason": "NotRun",
-                "message": RUNNER_NOTE,
-                "startedAt": now,
-                "finishedAt": now,
-            }
-        }
-        if terminal
-        else {"waiting": {"reason": "NotRun", "message": RUNNER_NOTE}}
-    )
+    waiting = {"waiting": {"reason": "NotRun", "message": RUNNER_NOTE}}
+    state = _not_run_terminated(now) if terminal else waiting
     return [_container_status(c, state, False, 0, None) for c in pod["spec"]["containers"][1:]]
 
 
 def _init_statuses(pod: JSON, now: str) -> list[JSON]:
-    state = {
+    state = _not_run_terminated(now)
+    return [_container_status(c, state, False, 0, None) for c in pod["spec"].get("initContainers") or []]
+
+
+def _not_run_terminated(now: str) -> JSON:
+    """The state of a container the runner did not run: terminated with exit 0 and reason NotRun."""
+    return {
         "terminated": {
             "exitCode": 0,
             "reason": "NotRun",
@@ -104,7 +99,6 @@ def _init_statuses(pod: JSON, now: str) -> list[JSON]:
             "finishedAt": now,
         }
     }
-    return [_container_status(c, state, False, 0, None) for c in pod["spec"].get("initContainers") or []]
 
 
 def running(
