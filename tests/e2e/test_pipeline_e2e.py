@@ -9,17 +9,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
+from pipeline_helpers import SHARED_MODEL_CACHE, run_tarot, tarot_command, tarot_env
 
 pytestmark = pytest.mark.slow
 
-# The pipeline unit tests build the same tiny model; the cache is content-addressed.
-MODEL_CACHE = Path(tempfile.gettempdir()) / "tarot-test-model-cache"
 SPEC = """
 apiVersion: tarot.dev/v1alpha1
 kind: TarotRun
@@ -44,15 +41,8 @@ spec:
 """
 
 
-def _command(spec: Path, workdir: Path) -> list[str]:
-    return [
-        sys.executable, "-c", "from tarot_jobs.cli import main; main()",
-        "run", str(spec), "--workdir", str(workdir), "--model-cache", str(MODEL_CACHE),
-    ]  # fmt: skip
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "COLUMNS": "200"}
+def _run_args(spec: Path, workdir: Path) -> tuple[str | Path, ...]:
+    return ("run", spec, "--workdir", workdir, "--model-cache", SHARED_MODEL_CACHE)
 
 
 def test_run_survives_a_kill_and_reports(tmp_path: Path) -> None:
@@ -61,8 +51,13 @@ def test_run_survives_a_kill_and_reports(tmp_path: Path) -> None:
     workdir = tmp_path / "run"
 
     # 1. Start the run and kill it as soon as training has a checkpoint.
-    process = subprocess.Popen(_command(spec, workdir), env=_env(), start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    process = subprocess.Popen(
+        tarot_command(*_run_args(spec, workdir)),
+        env=tarot_env(),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 500
     try:
         while not list((workdir / "train" / "phase-0").glob("checkpoint-*/tarot-complete.json")):
@@ -76,7 +71,7 @@ def test_run_survives_a_kill_and_reports(tmp_path: Path) -> None:
     assert not (workdir / "report.json").exists()
 
     # 2. Rerun: finished stages are skipped, training resumes, the run completes.
-    rerun = subprocess.run(_command(spec, workdir), env=_env(), capture_output=True, text=True, timeout=900)
+    rerun = run_tarot(*_run_args(spec, workdir), timeout=900)
     assert rerun.returncode == 0, rerun.stderr[-4000:]
     for stage in ("data", "probe", "select"):
         assert f"{stage}: complete output found, skipped" in rerun.stderr
@@ -106,7 +101,7 @@ def test_run_survives_a_kill_and_reports(tmp_path: Path) -> None:
     assert (workdir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # 3. A third run has nothing left to do.
-    again = subprocess.run(_command(spec, workdir), env=_env(), capture_output=True, text=True, timeout=300)
+    again = run_tarot(*_run_args(spec, workdir), timeout=300)
     assert again.returncode == 0, again.stderr[-4000:]
     assert again.stderr.count("complete output found, skipped") == 9  # data probe select 4 phases 2 evals
     assert json.loads((workdir / "report.json").read_text())["phases"] == report["phases"]
@@ -118,6 +113,6 @@ def test_a_changed_spec_is_refused_in_an_old_workdir(tmp_path: Path) -> None:
     workdir.mkdir()
     (workdir / "spec.json").write_text(json.dumps({"model": {"name": "something-else"}}))
     spec.write_text(SPEC)
-    result = subprocess.run(_command(spec, workdir), env=_env(), capture_output=True, text=True, timeout=120)
+    result = run_tarot(*_run_args(spec, workdir), timeout=120)
     assert result.returncode == 2
     assert "different spec" in result.stderr

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import pytest
+from pipeline_helpers import SHARED_MODEL_CACHE, run_tarot
 
 pytestmark = pytest.mark.slow
 
-MODEL_CACHE = Path(tempfile.gettempdir()) / "tarot-test-model-cache"
 SPEC = """
 model: {name: tiny, lora: {enabled: true, r: 4, alpha: 8, targetModules: [q_proj, v_proj]}}
 dataset: {source: bundled}
@@ -45,13 +41,7 @@ def test_lora_phases_chain_adapters(tmp_path: Path) -> None:
     extra.write_text("".join(json.dumps(r) + "\n" for r in records))
     spec.write_text(SPEC.replace("EXTRA", str(extra)))
     workdir = tmp_path / "run"
-    command = [
-        sys.executable, "-c", "from tarot_jobs.cli import main; main()",
-        "run", str(spec), "--workdir", str(workdir), "--model-cache", str(MODEL_CACHE),
-    ]  # fmt: skip
-    result = subprocess.run(
-        command, capture_output=True, text=True, timeout=900, env={**os.environ, "COLUMNS": "200"}
-    )
+    result = run_tarot("run", spec, "--workdir", workdir, "--model-cache", SHARED_MODEL_CACHE, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     for phase in (0, 1):
         final = workdir / "train" / f"phase-{phase}" / "final"
@@ -60,7 +50,8 @@ def test_lora_phases_chain_adapters(tmp_path: Path) -> None:
         summary = json.loads((workdir / "train" / f"phase-{phase}" / "phase.json").read_text())
         assert summary["weights_kind"] == "adapter" and summary["global_step"] == 2
     base = json.loads((workdir / "train" / "phase-1" / "final" / "adapter_config.json").read_text())
-    assert Path(base["base_model_name_or_path"]).parent == MODEL_CACHE  # the tiny base, not phase 0's dir
+    # The tiny base, not phase 0's directory.
+    assert Path(base["base_model_name_or_path"]).parent == SHARED_MODEL_CACHE
     report = json.loads((workdir / "report.json").read_text())
     assert report["evaluation"]["before"] is None
     extra_result = report["evaluation_extra"]["after"][str(extra)]

@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-# Every pipeline test (and tests/e2e) builds the tiny model from the same bundled problems;
+# The tests in tests/unit/pipeline and tests/e2e build the tiny model from the same bundled problems;
 # the cache is content-addressed, so they share one build per machine.
 SHARED_MODEL_CACHE = Path(tempfile.gettempdir()) / "tarot-test-model-cache"
 
