@@ -28,10 +28,10 @@ from rich.console import Console
 from rich.table import Table
 
 from tarot_jobs.curriculum.selection import select_policy
-from tarot_jobs.pipeline.data import prepare_data
-from tarot_jobs.pipeline.models import default_model_cache, resolve_base_model
-from tarot_jobs.pipeline.steplog import STEPS_FILE, read_jsonl
-from tarot_jobs.pipeline.train import PhaseRequest, phase_dir, train_phase
+from tarot_jobs.pipeline.model.loading import default_model_cache, resolve_base_model
+from tarot_jobs.pipeline.stages.data import prepare_data
+from tarot_jobs.pipeline.stages.train import PhaseRequest, phase_dir, train_phase
+from tarot_jobs.pipeline.training.steplog import STEPS_FILE, read_jsonl
 from tarot_jobs.sandbox.local import LocalSandbox
 from tarot_jobs.spec.model import TarotRunSpec
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tarot_jobs.pipeline.stage_cli import (
+from tarot_jobs.cli.stage_options import (
     DataOption,
     ModelCacheOption,
     SpecArgument,
@@ -33,8 +33,8 @@ def evaluate_command(
 ) -> None:
     """pass@1 (and pass@k for k = evaluation.samples > 1) per tier, on held-out and extra problem sets."""
     from tarot_jobs.pipeline.context import base_model, open_sandbox, stage_data
-    from tarot_jobs.pipeline.evaluate import load_extra_problems, run_evaluation
     from tarot_jobs.pipeline.progress import Reporter
+    from tarot_jobs.pipeline.stages.evaluate import load_extra_problems, run_evaluation
 
     spec = read_spec(spec_file)
     reporter = Reporter()

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tarot_jobs.pipeline.stage_cli import (
+from tarot_jobs.cli.stage_options import (
     DataOption,
     ModelCacheOption,
     SpecArgument,
@@ -31,8 +31,8 @@ def probe_command(
 ) -> None:
     """Sample k completions per held-out problem with the base model, score every tier: capability.json."""
     from tarot_jobs.pipeline.context import base_model, open_sandbox, stage_data
-    from tarot_jobs.pipeline.probe import run_probe
     from tarot_jobs.pipeline.progress import Reporter
+    from tarot_jobs.pipeline.stages.probe import run_probe
 
     spec = read_spec(spec_file)
     reporter = Reporter()

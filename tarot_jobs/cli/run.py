@@ -1,4 +1,4 @@
-"""`tarot run SPEC [--workdir DIR]`: the whole pipeline on this machine (see tarot_jobs/pipeline/run.py)."""
+"""`tarot run SPEC [--workdir DIR]`: the whole pipeline on this machine (tarot_jobs/lifecycle/local.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tarot_jobs.pipeline.stage_cli import (
+from tarot_jobs.cli.stage_options import (
     ModelCacheOption,
     SpecArgument,
     pass_rate_table,
@@ -26,8 +26,8 @@ def run_command(
     cache: ModelCacheOption = None,
 ) -> None:
     """Check data, probe, select, train every phase, evaluate base and final, report; reruns resume."""
+    from tarot_jobs.lifecycle.local import run_pipeline
     from tarot_jobs.pipeline.progress import Reporter
-    from tarot_jobs.pipeline.run import run_pipeline
 
     read_spec(spec_file)  # a bad spec fails here, naming its fields, before anything else happens
     root = workdir or Path("runs") / spec_file.stem

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from tarot_jobs.cli.stage_options import SpecArgument, read_spec, stage_errors, stdout
 from tarot_jobs.curriculum.policy import tier_letters, tier_order
-from tarot_jobs.pipeline.stage_cli import SpecArgument, read_spec, stage_errors, stdout
 
 
 def select_command(
@@ -21,7 +21,7 @@ def select_command(
     ] = None,
 ) -> None:
     """Apply the spec's curriculum rule (auto, a named policy or custom phases) and write policy.json."""
-    from tarot_jobs.pipeline.selection_stage import select, write_policy
+    from tarot_jobs.pipeline.stages.select import select, write_policy
 
     spec = read_spec(spec_file)
     with stage_errors():

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tarot_jobs.pipeline.stage_cli import (
+from tarot_jobs.cli.stage_options import (
     DataOption,
     ModelCacheOption,
     SpecArgument,
@@ -50,8 +50,8 @@ def train_command(
     """Train phase I with GRPO: the phase's tiered reward plus the format reward, for its share of steps."""
     from tarot_jobs.pipeline.context import base_model, open_sandbox, stage_data
     from tarot_jobs.pipeline.progress import Reporter
-    from tarot_jobs.pipeline.selection_stage import POLICY_FILE, read_policy
-    from tarot_jobs.pipeline.train import PhaseRequest, check_training_options, plan_for, train_phase
+    from tarot_jobs.pipeline.stages.select import POLICY_FILE, read_policy
+    from tarot_jobs.pipeline.stages.train import PhaseRequest, check_training_options, plan_for, train_phase
 
     spec = read_spec(spec_file)
     reporter = Reporter()

@@ -1,0 +1,11 @@
+"""The pipeline's work, one stage at a time; the same code runs in a pod and on a laptop.
+
+    stages/     one module per stage: data, probe, select, train, evaluate, report
+    training/   inside the train stage: trl trainer subclass, phase plans, step log, metrics, checkpoints
+    model/      model plumbing: loading, the tiny preset, generation, prompts, torch runtime settings
+    scoring.py  pass rates of sampled completions (probe and evaluation)
+    context.py  what a stage needs first: sandbox, problems, base model
+    progress.py progress bars / periodic lines;  errors.py  StageError (a problem the user can fix)
+
+Who runs the stages in order lives in tarot_jobs/lifecycle/ (locally) and the operator (on a cluster).
+"""

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tarot_jobs.pipeline.data import RunData, prepare_data, read_data
-from tarot_jobs.pipeline.models import ResolvedModel, resolve_base_model
+from tarot_jobs.pipeline.model.loading import ResolvedModel, resolve_base_model
 from tarot_jobs.pipeline.progress import Reporter
+from tarot_jobs.pipeline.stages.data import RunData, prepare_data, read_data
 from tarot_jobs.sandbox.types import SandboxBackend
 from tarot_jobs.spec.model import TarotRunSpec
 

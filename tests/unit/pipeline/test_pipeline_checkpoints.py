@@ -7,14 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tarot_jobs.pipeline.checkpoints import (
-    COMPLETE_MARKER,
+from tarot_jobs.atomic import COMPLETE_MARKER, write_atomically, write_json_atomically
+from tarot_jobs.pipeline.training.checkpoints import (
     complete_checkpoints,
     latest_checkpoint,
     prune_checkpoints,
     remove_leftovers,
-    write_atomically,
-    write_json_atomically,
 )
 
 

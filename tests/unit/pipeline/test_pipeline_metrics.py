@@ -6,7 +6,7 @@ import socket
 
 import httpx
 
-from tarot_jobs.pipeline.metrics import TrainMetrics
+from tarot_jobs.pipeline.training.metrics import TrainMetrics
 
 
 def _free_port() -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tarot_jobs.curriculum.portfolio import get_policy
-from tarot_jobs.pipeline.phases import plan_phases, split_steps, total_steps
+from tarot_jobs.pipeline.training.phases import plan_phases, split_steps, total_steps
 from tarot_jobs.spec.model import TarotRunSpec
 
 

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tarot_jobs.pipeline.prompts import reference_answer, user_message
-from tarot_jobs.pipeline.report import build_report, render_markdown, write_report
-from tarot_jobs.pipeline.steplog import truncate_after
+from tarot_jobs.pipeline.model.prompts import reference_answer, user_message
+from tarot_jobs.pipeline.stages.report import build_report, render_markdown, write_report
+from tarot_jobs.pipeline.training.steplog import truncate_after
 from tarot_jobs.problems.bundled import load_bundled
 from tarot_jobs.rewards.extract import extract_code
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tarot_jobs.pipeline.prompts import reference_answer
+from tarot_jobs.pipeline.model.prompts import reference_answer
 from tarot_jobs.pipeline.scoring import pass_at_k, score_samples, summarize
 from tarot_jobs.problems.bundled import load_bundled
 from tarot_jobs.problems.model import Problem

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tarot_jobs.pipeline.selection_stage import SelectionError, read_policy, select, write_policy
+from tarot_jobs.pipeline.stages.select import SelectionError, read_policy, select, write_policy
 from tarot_jobs.spec.model import TarotRunSpec
 
 

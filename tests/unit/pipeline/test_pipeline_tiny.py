@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tarot_jobs.pipeline.models import is_adapter, load_for_inference, resolve_base_model
-from tarot_jobs.pipeline.prompts import render_prompt
-from tarot_jobs.pipeline.tiny import EOS_TOKEN, TinyModelConfig, build_tiny_model, tiny_model_dir
+from tarot_jobs.pipeline.model.loading import is_adapter, load_for_inference, resolve_base_model
+from tarot_jobs.pipeline.model.prompts import render_prompt
+from tarot_jobs.pipeline.model.tiny import EOS_TOKEN, TinyModelConfig, build_tiny_model, tiny_model_dir
 from tarot_jobs.problems.bundled import load_bundled
 from tarot_jobs.spec.model import ModelSpec
 

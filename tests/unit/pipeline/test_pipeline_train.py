@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from pipeline_helpers import run_tarot, tarot_command, tarot_env
 
-from tarot_jobs.pipeline.checkpoints import COMPLETE_MARKER
-from tarot_jobs.pipeline.steplog import read_jsonl
+from tarot_jobs.atomic import COMPLETE_MARKER
+from tarot_jobs.pipeline.training.steplog import read_jsonl
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +50,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("train")
     spec = root / "spec.yaml"
     spec.write_text(SPEC)
-    from tarot_jobs.pipeline.data import prepare_data, write_data
+    from tarot_jobs.pipeline.stages.data import prepare_data, write_data
     from tarot_jobs.sandbox.local import LocalSandbox
     from tarot_jobs.spec.model import load_spec
 

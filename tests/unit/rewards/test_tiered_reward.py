@@ -289,7 +289,7 @@ def test_format_reward() -> None:
 def test_real_tarot_problems_reward_their_gold_solutions_fully(
     sandbox: LocalSandbox, tarot_sample: Path
 ) -> None:
-    from tarot_jobs.pipeline.prompts import reference_answer
+    from tarot_jobs.pipeline.model.prompts import reference_answer
     from tarot_jobs.problems.loaders import load_problems
 
     problems = load_problems(tarot_sample).problems

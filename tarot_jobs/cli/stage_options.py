@@ -74,7 +74,7 @@ def stage_errors() -> Iterator[None]:
 
 
 def model_cache(option: Path | None) -> Path:
-    from tarot_jobs.pipeline.models import default_model_cache
+    from tarot_jobs.pipeline.model.loading import default_model_cache
 
     return option or default_model_cache()
 

@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tarot_jobs.pipeline.checkpoints import write_json_atomically
+from tarot_jobs.atomic import write_json_atomically
 from tarot_jobs.pipeline.errors import StageError
-from tarot_jobs.pipeline.generation import sample_completions
-from tarot_jobs.pipeline.models import load_for_inference, prepare_runtime
+from tarot_jobs.pipeline.model.generation import sample_completions
+from tarot_jobs.pipeline.model.loading import load_for_inference
+from tarot_jobs.pipeline.model.prompts import render_prompt
+from tarot_jobs.pipeline.model.runtime import prepare_runtime
 from tarot_jobs.pipeline.progress import Reporter
-from tarot_jobs.pipeline.prompts import render_prompt
 from tarot_jobs.pipeline.scoring import SampleScore, score_samples, summarize
 from tarot_jobs.problems.model import Problem
 from tarot_jobs.sandbox.types import SandboxBackend

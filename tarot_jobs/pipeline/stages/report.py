@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tarot_jobs.pipeline.checkpoints import write_json_atomically
+from tarot_jobs.atomic import write_json_atomically
 from tarot_jobs.problems.model import ALL_TIERS
 
 REPORT_JSON = "report.json"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tarot_jobs.pipeline.checkpoints import write_json_atomically
+from tarot_jobs.atomic import write_json_atomically
 from tarot_jobs.pipeline.errors import StageError
 from tarot_jobs.problems.loaders import load_problems, save_problems
 from tarot_jobs.problems.model import Problem, Tier

@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 
 TINY = "tiny"
 ADAPTER_CONFIG = "adapter_config.json"
-THREADS_ENV = "TAROT_TORCH_THREADS"
 CACHE_ENV = "TAROT_MODEL_CACHE"
 
 
@@ -48,7 +47,7 @@ def resolve_base_model(
 ) -> ResolvedModel:
     """The base model of a run, building the tiny preset (from the training problems) when asked."""
     if spec.name == TINY:
-        from tarot_jobs.pipeline.tiny import tiny_model_dir
+        from tarot_jobs.pipeline.model.tiny import tiny_model_dir
 
         return ResolvedModel(str(tiny_model_dir(cache_dir, train_problems, progress=progress)), True)
     return ResolvedModel(spec.name, _is_tiny_dir(spec.name))
@@ -60,27 +59,6 @@ def _is_tiny_dir(path: str) -> bool:
 
 def is_adapter(path: str | Path) -> bool:
     return (Path(path) / ADAPTER_CONFIG).is_file()
-
-
-def prepare_runtime(tiny: bool) -> None:
-    """Quiet transformers' per-file progress bars; set torch's thread count.
-
-    One intra-op thread for the tiny model on CPU (or what TAROT_TORCH_THREADS says).
-
-    The tiny model's matrices are too small to split across cores, and the
-    OpenMP workers then spin against the sandbox's helpers: on the 2-core
-    machine a training step ran about ten times slower with the default.
-    """
-    import torch
-    from transformers.utils import logging as transformers_logging
-
-    # Our stages show their own progress; "Loading weights" bars per file only clutter it.
-    transformers_logging.disable_progress_bar()
-    wanted = os.environ.get(THREADS_ENV)
-    if wanted:
-        torch.set_num_threads(int(wanted))
-    elif tiny and not torch.cuda.is_available():
-        torch.set_num_threads(1)
 
 
 def torch_dtype(name: str, tiny: bool) -> Any:

@@ -28,25 +28,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tarot_jobs.pipeline.checkpoints import write_json_atomically
+from tarot_jobs.atomic import write_json_atomically
 from tarot_jobs.pipeline.context import base_model, open_sandbox
-from tarot_jobs.pipeline.data import data_complete, prepare_data, read_data, write_data
 from tarot_jobs.pipeline.errors import StageError
-from tarot_jobs.pipeline.evaluate import (
+from tarot_jobs.pipeline.progress import Reporter
+from tarot_jobs.pipeline.stages.data import data_complete, prepare_data, read_data, write_data
+from tarot_jobs.pipeline.stages.evaluate import (
     EVALUATION_FILE,
     evaluation_complete,
     load_extra_problems,
     run_evaluation,
 )
-from tarot_jobs.pipeline.probe import CAPABILITY_FILE, probe_complete, run_probe
-from tarot_jobs.pipeline.progress import Reporter
-from tarot_jobs.pipeline.report import REPORT_MD, build_report, write_report
-from tarot_jobs.pipeline.selection_stage import POLICY_FILE, read_policy, select, write_policy
+from tarot_jobs.pipeline.stages.probe import CAPABILITY_FILE, probe_complete, run_probe
+from tarot_jobs.pipeline.stages.report import REPORT_MD, build_report, write_report
+from tarot_jobs.pipeline.stages.select import POLICY_FILE, read_policy, select, write_policy
 from tarot_jobs.sandbox.types import SandboxBackend
 from tarot_jobs.spec.model import TarotRunSpec, load_spec
 
 if TYPE_CHECKING:
-    from tarot_jobs.pipeline.train import PhaseRequest
+    from tarot_jobs.pipeline.stages.train import PhaseRequest
 
 SPEC_COPY = "spec.json"
 TIMINGS_FILE = "timings.json"
@@ -71,7 +71,7 @@ def run_pipeline(
     spec_file: Path, workdir: Path, reporter: Reporter, model_cache: Path | None = None
 ) -> dict[str, Any]:
     """Run (or finish) every stage; returns report.json's content."""
-    from tarot_jobs.pipeline.train import (
+    from tarot_jobs.pipeline.stages.train import (
         PhaseRequest,
         check_training_options,
         final_weights,
@@ -148,8 +148,8 @@ def run_pipeline(
         )
         after = json.loads((wd.after / EVALUATION_FILE).read_text())
 
-    from tarot_jobs.pipeline.steplog import STEPS_FILE, read_jsonl
-    from tarot_jobs.pipeline.train import phase_dir
+    from tarot_jobs.pipeline.stages.train import phase_dir
+    from tarot_jobs.pipeline.training.steplog import STEPS_FILE, read_jsonl
 
     steps = [record for plan in plans for record in read_jsonl(phase_dir(wd.train, plan.index) / STEPS_FILE)]
     report = build_report(
@@ -172,7 +172,7 @@ def _train_with_progress(
     request: PhaseRequest, sandbox: SandboxBackend, reporter: Reporter, label: str, steps: int
 ) -> None:
     """Train one phase with a progress task advanced by each logged step (reward shown)."""
-    from tarot_jobs.pipeline.train import train_phase
+    from tarot_jobs.pipeline.stages.train import train_phase
 
     with reporter.task(label, steps) as task:
         done = 0

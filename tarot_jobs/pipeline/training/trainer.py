@@ -12,8 +12,9 @@ from typing import Any
 
 from trl import GRPOTrainer
 
-from tarot_jobs.pipeline.checkpoints import STAGING_PREFIX, prune_checkpoints, publish
-from tarot_jobs.pipeline.steplog import GenerationClock
+from tarot_jobs.atomic import STAGING_PREFIX, publish
+from tarot_jobs.pipeline.training.checkpoints import prune_checkpoints
+from tarot_jobs.pipeline.training.steplog import GenerationClock
 
 # Checkpoints kept per phase: the newest, and one before it in case the newest's disk went bad.
 KEEP_CHECKPOINTS = 2

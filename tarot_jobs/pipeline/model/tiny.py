@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tarot_jobs.pipeline.prompts import reference_answer, render_prompt, user_message
+from tarot_jobs.pipeline.model.prompts import reference_answer, render_prompt, user_message
 from tarot_jobs.problems.model import Problem
 
 SPECIAL_TOKENS = ("<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>")
@@ -112,7 +112,7 @@ def build_tiny_model(
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from tarot_jobs.pipeline.models import prepare_runtime
+    from tarot_jobs.pipeline.model.runtime import prepare_runtime
 
     say = progress or (lambda _msg: None)
     started = time.monotonic()

@@ -29,27 +29,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tarot_jobs.atomic import is_complete, write_atomically, write_json_atomically
 from tarot_jobs.curriculum.selection import Selection
-from tarot_jobs.pipeline.checkpoints import (
-    complete_checkpoints,
-    is_complete,
-    latest_checkpoint,
-    remove_leftovers,
-    write_atomically,
-    write_json_atomically,
-)
-from tarot_jobs.pipeline.data import RunData
 from tarot_jobs.pipeline.errors import StageError
-from tarot_jobs.pipeline.models import (
+from tarot_jobs.pipeline.model.loading import (
     ResolvedModel,
     is_adapter,
     load_for_training,
     load_tokenizer,
-    prepare_runtime,
     torch_dtype,
 )
-from tarot_jobs.pipeline.phases import PhasePlan, plan_phases
-from tarot_jobs.pipeline.prompts import render_prompt
+from tarot_jobs.pipeline.model.prompts import render_prompt
+from tarot_jobs.pipeline.model.runtime import prepare_runtime
+from tarot_jobs.pipeline.stages.data import RunData
+from tarot_jobs.pipeline.training.checkpoints import complete_checkpoints, latest_checkpoint, remove_leftovers
+from tarot_jobs.pipeline.training.phases import PhasePlan, plan_phases
 from tarot_jobs.sandbox.types import SandboxBackend
 from tarot_jobs.spec.model import TarotRunSpec
 
@@ -186,9 +180,9 @@ def _build_trainer(
     from transformers import PrinterCallback, ProgressCallback
     from trl import GRPOConfig
 
-    from tarot_jobs.pipeline.metrics import TrainMetrics
-    from tarot_jobs.pipeline.steplog import GenerationClock, RewardMeter, StepContext, StepLogger
-    from tarot_jobs.pipeline.trainer import TarotGRPOTrainer
+    from tarot_jobs.pipeline.training.metrics import TrainMetrics
+    from tarot_jobs.pipeline.training.steplog import GenerationClock, RewardMeter, StepContext, StepLogger
+    from tarot_jobs.pipeline.training.trainer import TarotGRPOTrainer
     from tarot_jobs.rewards import TieredReward, format_reward
 
     spec, t = request.spec, request.spec.training
@@ -298,7 +292,7 @@ def _summary(
     resumed_from: int | None,
     seconds: float,
 ) -> dict[str, Any]:
-    from tarot_jobs.pipeline.steplog import STEPS_FILE, read_jsonl
+    from tarot_jobs.pipeline.training.steplog import STEPS_FILE, read_jsonl
 
     steps = read_jsonl(phase_dir(request.out_dir, plan.index) / STEPS_FILE)
     rewards = [s["reward"] for s in steps if s.get("reward") is not None]

@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tarot_jobs.pipeline.checkpoints import write_json_atomically
-from tarot_jobs.pipeline.evaluate import SAMPLES_FILE, measure, write_samples
-from tarot_jobs.pipeline.models import ResolvedModel, load_for_inference, prepare_runtime
+from tarot_jobs.atomic import write_json_atomically
+from tarot_jobs.pipeline.model.loading import ResolvedModel, load_for_inference
+from tarot_jobs.pipeline.model.runtime import prepare_runtime
 from tarot_jobs.pipeline.progress import Reporter
 from tarot_jobs.pipeline.scoring import OVERALL, summarize
+from tarot_jobs.pipeline.stages.evaluate import SAMPLES_FILE, measure, write_samples
 from tarot_jobs.problems.model import Problem
 from tarot_jobs.sandbox.types import SandboxBackend
 from tarot_jobs.spec.model import TarotRunSpec

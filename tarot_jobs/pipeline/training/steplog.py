@@ -22,7 +22,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from tarot_jobs.pipeline.metrics import TrainMetrics
+from tarot_jobs.pipeline.training.metrics import TrainMetrics
 from tarot_jobs.problems.model import ALL_TIERS
 from tarot_jobs.rewards.extract import completion_text
 

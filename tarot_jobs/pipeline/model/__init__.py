@@ -1,0 +1,8 @@
+"""Model plumbing shared by probe, train and evaluate.
+
+loading.py     resolve and load the base model or a phase's output (HF id/path, LoRA adapters)
+tiny.py        the built-in offline `tiny` preset (tokenizer + small Llama, warmed up on gold answers)
+generation.py  sampling completions with `generate`
+prompts.py     the one prompt every stage shows the model
+runtime.py     process-wide torch/transformers settings (threads, progress bars)
+"""
