@@ -12,7 +12,9 @@ In one invocation it runs:
 and checks that all three reach the same verdicts. Then it measures the
 round trip of a trivial program through the executor, one test at a time
 (the per-test overhead). Prints a table, then one JSON line:
-{"tests_per_s", "vs_serial_subprocess", "vs_parallel_subprocess", "p50_ms", "p99_ms", ...}.
+{"tests_per_s", "vs_serial_subprocess", "vs_parallel_subprocess", "p50_ms", "p99_ms",
+"function_p50_ms", "cpu_ms_per_test", "serial_cpu_ms_per_test", "helper_start_ms", ...}.
+Wall-clock ratios move with the machine's load; CPU per test (all processes) does not.
 
     python3 bench/sandbox.py [--programs 256] [--tests 5] [--workers N] [--trivial-runs 300]
 """
@@ -24,6 +26,7 @@ import json
 import os
 import platform
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -99,6 +102,22 @@ def timed(label: str, run: Callable[[], list[Verdict]]) -> tuple[float, list[Ver
     return seconds, verdicts
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of every child it has reaped (helpers once closed, subprocesses)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def one_at_a_time(sandbox: LocalSandbox, request: ExecutionRequest, runs: int) -> list[float]:
+    """Round-trip milliseconds of `request`, run `runs` times one after another."""
+    trips = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        sandbox.run_batch([request])
+        trips.append((time.perf_counter() - start) * 1000)
+    return trips
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
@@ -121,29 +140,44 @@ def main() -> None:
         f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}); load {os.getloadavg()[0]:.2f}"
     )
 
+    cpu_before = cpu_seconds()
     serial_s, serial = timed(
         "(a) subprocess per test, serial", lambda: [reference_verdict(r, t) for r, t in pairs]
     )
+    serial_cpu_ms = (cpu_seconds() - cpu_before) / len(pairs) * 1000
     with ThreadPoolExecutor(args.workers) as pool:
         parallel_s, parallel = timed(
             f"(b) subprocess per test, {args.workers} workers",
             lambda: list(pool.map(lambda pair: reference_verdict(*pair), pairs)),
         )
+    cpu_before = cpu_seconds()
     with LocalSandbox(args.workers) as sandbox:
         sandbox.run_batch(requests[:1])  # start the helpers, as a running service has them
         ours_s, ours = timed(
             "(c) tarot executor",
             lambda: [t.status for result in sandbox.run_batch(requests) for t in result.results],
         )
+    # All processes (this one, helpers, checkers, children), start-up included: not bent by load.
+    ours_cpu_ms = (cpu_seconds() - cpu_before) / len(pairs) * 1000
+    with LocalSandbox(args.workers) as sandbox:
+        sandbox.run_batch(requests[:1])
         walls = [t.wall_ms for result in sandbox.run_batch(requests[:64]) for t in result.results]
         console.print(f"[bold]trivial program round trip[/], {args.trivial_runs} runs one at a time ...")
         trivial = ExecutionRequest(code="pass", tests=[TestSpec()])
-        round_trips = []
-        for _ in range(args.trivial_runs):
-            start = time.perf_counter()
-            sandbox.run_batch([trivial])
-            round_trips.append((time.perf_counter() - start) * 1000)
+        round_trips = one_at_a_time(sandbox, trivial, args.trivial_runs)
+        # Function style adds the checker and the call channel: one call, one assertion.
+        trivial_call = ExecutionRequest(
+            code="def f(x):\n    return x\n",
+            kind=ProgramKind.FUNCTION,
+            entry_point="f",
+            tests=[TestSpec(input="assert f(1) == 1")],
+        )
+        call_trips = one_at_a_time(sandbox, trivial_call, args.trivial_runs)
         path = sandbox.run_batch([trivial])[0].path
+    jail_start_ms = []
+    for _ in range(3):  # a fresh helper: interpreter start-up plus building its jail
+        with LocalSandbox(1) as fresh:
+            jail_start_ms += one_at_a_time(fresh, trivial, 1)
 
     agree_serial = sum(a == b for a, b in zip(serial, ours, strict=True))
     agree_parallel = sum(a == b for a, b in zip(parallel, ours, strict=True))
@@ -171,8 +205,14 @@ def main() -> None:
     Console().print(table)
     print(
         f"trivial program round trip: p50 {percentile(round_trips, 0.5):.2f} ms, "
-        f"p99 {percentile(round_trips, 0.99):.2f} ms; workload test wall p50 "
-        f"{statistics.median(walls):.2f} ms"
+        f"p99 {percentile(round_trips, 0.99):.2f} ms; trivial function-style test (checker + one call):"
+        f" p50 {percentile(call_trips, 0.5):.2f} ms;"
+        f" workload test wall p50 {statistics.median(walls):.2f} ms;"
+        f" a fresh jailed helper's first run {statistics.median(jail_start_ms):.0f} ms"
+    )
+    print(
+        f"CPU per test, all processes: (a) {serial_cpu_ms:.1f} ms, (c) {ours_cpu_ms:.2f} ms"
+        f" (helper start-up included); load at the end {os.getloadavg()[0]:.2f}"
     )
     print(
         json.dumps(
@@ -182,6 +222,10 @@ def main() -> None:
                 "vs_parallel_subprocess": round(parallel_s / ours_s, 2),
                 "p50_ms": round(percentile(round_trips, 0.5), 3),
                 "p99_ms": round(percentile(round_trips, 0.99), 3),
+                "function_p50_ms": round(percentile(call_trips, 0.5), 3),
+                "cpu_ms_per_test": round(ours_cpu_ms, 2),
+                "serial_cpu_ms_per_test": round(serial_cpu_ms, 2),
+                "helper_start_ms": round(statistics.median(jail_start_ms), 1),
                 "tests": n,
                 "workers": args.workers,
                 "verdict_agreement_serial": agree_serial / n,

@@ -5,8 +5,12 @@ tests such as HumanEval's `check`). A completion *passes a tier* when it
 passes every test of that tier, and *solves* the problem when it passes every
 test it ran. pass@1 is the mean over problems of the share of passing
 samples; pass@k uses the unbiased estimator of Chen et al. (2021),
-1 - C(n-c, k) / C(n, k). Completions the sandbox failed on are left out of
-every rate and counted apart: an infrastructure failure is not a wrong answer.
+1 - C(n-c, k) / C(n, k).
+
+A completion whose execution failed after the reward's bounded retries counts
+as failed (it solves nothing), and is counted apart as a failed execution.
+Leaving it out would let a model that makes the sandbox fail on problems it
+cannot solve score higher; in training the same sample is dropped instead.
 """
 
 from __future__ import annotations
@@ -37,25 +41,28 @@ class SampleScore:
     detail: RewardDetail
 
     @property
-    def scored(self) -> bool:
-        return not self.detail.sandbox_failed
+    def execution_failed(self) -> bool:
+        """The sandbox failed this completion even after retries (it then passes nothing)."""
+        return self.detail.sandbox_failed
 
     def passes_tier(self, tier: Tier) -> bool | None:
         """True when every test of `tier` passed; None when the problem has no test of it."""
         statuses = [t.status for t in self.detail.tests if t.tier is tier]
-        return all(s in _OK for s in statuses) if statuses else None
+        if not statuses:
+            return None
+        return not self.execution_failed and all(s in _OK for s in statuses)
 
     @property
     def solves(self) -> bool:
         run = [t.status for t in self.detail.tests if t.status != NOT_RUN]
-        return bool(run) and all(s in _OK for s in run)
+        return not self.execution_failed and bool(run) and all(s in _OK for s in run)
 
     def record(self, sample: int) -> dict[str, Any]:
         return {
             "problem_id": self.problem_id,
             "sample": sample,
             "completion": self.completion,
-            "solves": self.solves if self.scored else None,
+            "solves": self.solves,
             "tiers": {t.value: self.passes_tier(t) for t in ALL_TIERS if self.passes_tier(t) is not None},
             "sandbox_failed": self.detail.sandbox_failed,
             "code_found": self.detail.code_found,
@@ -116,7 +123,7 @@ def summarize(scores: Sequence[Sequence[SampleScore]], ks: Sequence[int] = (1,))
         for key in keys:
             per_problem = []
             for group in scores:
-                outcomes = [_outcome(s, key) for s in group if s.scored]
+                outcomes = [_outcome(s, key) for s in group]
                 judged = [o for o in outcomes if o is not None]
                 if len(judged) >= k:
                     per_problem.append(pass_at_k(len(judged), sum(judged), k))
@@ -124,19 +131,20 @@ def summarize(scores: Sequence[Sequence[SampleScore]], ks: Sequence[int] = (1,))
             table[name] = sum(per_problem) / len(per_problem) if per_problem else None
         result[f"pass@{k}"] = table
     flat = [s for group in scores for s in group]
-    scored = [s for s in flat if s.scored]
-    result["test_pass_rate"] = {tier.value: _test_pass_rate(scored, tier) for tier in ALL_TIERS}
+    result["test_pass_rate"] = {tier.value: _test_pass_rate(flat, tier) for tier in ALL_TIERS}
     verdicts: dict[str, int] = {}
-    for s in scored:
+    for s in flat:
         for verdict, count in s.detail.verdict_counts().items():
             verdicts[verdict] = verdicts.get(verdict, 0) + count
+    failed = sum(1 for s in flat if s.execution_failed)
     result["counts"] = {
         "problems": len(scores),
         "completions": len(flat),
-        "scored": len(scored),
-        "sandbox_failed": len(flat) - len(scored),
+        "scored": len(flat),  # every completion is scored; failed executions as failures
+        "failed_executions": failed,  # the stage result's `failedExecutions`
+        "sandbox_failed": failed,  # the same number, under the name older readers use
         "code_found": sum(1 for s in flat if s.detail.code_found),
-        "solved": sum(1 for s in scored if s.solves),
+        "solved": sum(1 for s in flat if s.solves),
     }
     result["verdicts"] = dict(sorted(verdicts.items()))
     return result
@@ -146,6 +154,12 @@ def _outcome(score: SampleScore, key: Tier | str) -> bool | None:
     return score.solves if key == OVERALL else score.passes_tier(key)  # type: ignore[arg-type]
 
 
-def _test_pass_rate(scored: Sequence[SampleScore], tier: Tier) -> float | None:
-    statuses = [t.status for s in scored for t in s.detail.tests if t.tier is tier and t.status != NOT_RUN]
-    return sum(1 for st in statuses if st in _OK) / len(statuses) if statuses else None
+def _test_pass_rate(scores: Sequence[SampleScore], tier: Tier) -> float | None:
+    """Share of the tier's tests passed; a failed execution's tests count as not passed."""
+    outcomes = [
+        t.status in _OK and not s.execution_failed
+        for s in scores
+        for t in s.detail.tests
+        if t.tier is tier and (t.status != NOT_RUN or s.execution_failed)
+    ]
+    return sum(outcomes) / len(outcomes) if outcomes else None

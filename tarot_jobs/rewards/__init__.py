@@ -1,6 +1,11 @@
 """Rewards: the tiered test reward and the format reward, as trl reward functions."""
 
-from tarot_jobs.rewards.extract import completion_text, extract_code, format_reward
+from tarot_jobs.rewards.extract import (
+    completion_text,
+    extract_code,
+    format_reward,
+    reference_format_reward,
+)
 from tarot_jobs.rewards.tiered import (
     RewardDetail,
     TestOutcome,
@@ -20,6 +25,7 @@ __all__ = [
     "completion_text",
     "extract_code",
     "format_reward",
+    "reference_format_reward",
     "score_batch",
     "score_completion",
 ]

@@ -82,3 +82,16 @@ def format_reward(completions: list[Any], **kwargs: Any) -> list[float]:
     trainer state as keyword arguments; this reward needs none of them.
     """
     return [1.0 if is_well_formed(completion_text(c)) else 0.0 for c in completions]
+
+
+# open-r1's format reward, which the TAROT reference trains with: the whole completion is a
+# <think> block then an <answer> block, each on its own lines.
+_REFERENCE_FORMAT = re.compile(
+    r"^<think>\n.*?\n</think>\n<answer>\n.*?\n</answer>$", re.DOTALL | re.MULTILINE
+)
+
+
+def reference_format_reward(completions: list[Any], **kwargs: Any) -> list[float]:
+    """trl reward function, parity with the TAROT reference (opt-in): 1.0 when the completion is
+    `<think>\n...\n</think>\n<answer>\n...\n</answer>`, else 0.0."""
+    return [1.0 if _REFERENCE_FORMAT.match(completion_text(c)) else 0.0 for c in completions]

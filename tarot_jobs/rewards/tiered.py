@@ -7,16 +7,26 @@ weight of all the allowed tests, so the reward lies in 0..1 whatever the
 phase. Output comparison is the sandbox's job (exact lines after trimming
 trailing whitespace, optional float tolerance).
 
-A sandbox failure is not a wrong answer: the completion's reward is None,
-which trl ignores, never 0. A completion with no program earns 0 without
-running anything.
+A sandbox failure is not a wrong answer: a request whose execution failed
+(a `sandbox_error` verdict, or the sandbox unreachable) is retried a bounded
+number of times; if it still fails, the completion's reward is None, never 0.
+None is the contract with the trainer: it drops that sample (masks it out of
+the loss) and counts it in `tarot_reward_dropped_samples_total`; trl by
+itself would sum None as 0 next to another reward function. A completion
+with no program earns 0 without running anything.
+
+Parity with the TAROT reference (for reproductions; off by default):
+`strip_lines` compares whole lines after strip() (the reference ignores
+leading spaces), and `unit_weight_single_tier` weighs a passed test 1.0 in
+raw mode when the phase allows a single tier (the reference's `*_only`
+reward files), whatever the policy's weight.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from pydantic import BaseModel, Field
 
@@ -89,20 +99,27 @@ class _Plan:
         return self.code is not None and bool(self.indices)
 
     def request(
-        self, time_limit_s: float, memory_limit_mb: int, float_tolerance: float | None
+        self, time_limit_s: float, memory_limit_mb: int, float_tolerance: float | None, strip_lines: bool
     ) -> ExecutionRequest:
         assert self.code is not None
         tests: list[TestCase] = [self.problem.tests[i] for i in self.indices]
-        return self.problem.execution_request(
+        request = self.problem.execution_request(
             self.code,
             tests,
             time_limit_s=time_limit_s,
             memory_limit_mb=memory_limit_mb,
             float_tolerance=float_tolerance,
         )
+        return request.model_copy(update={"strip_lines": True}) if strip_lines else request
 
 
-def _detail(plan: _Plan, phase: Phase, result: ExecutionResult | None, normalize: bool) -> RewardDetail:
+def _detail(
+    plan: _Plan,
+    phase: Phase,
+    result: ExecutionResult | None,
+    normalize: bool,
+    unit_weight_single_tier: bool = False,
+) -> RewardDetail:
     """Score one completion from its plan and (when it ran) the sandbox's result."""
     problem = plan.problem
     statuses = [NOT_RUN] * len(problem.tests)
@@ -110,8 +127,14 @@ def _detail(plan: _Plan, phase: Phase, result: ExecutionResult | None, normalize
         for index, test_result in zip(plan.indices, result.results, strict=True):
             statuses[index] = test_result.status.value
     allowed = [(i, t) for i, t in enumerate(problem.tests) if t.tier in phase.tiers]
-    allowed_weight = sum(phase.weight(t.tier) for _, t in allowed)
-    passed_weight = sum(phase.weight(t.tier) for i, t in allowed if statuses[i] == Verdict.PASSED.value)
+
+    def weight(tier: Tier | None) -> float:
+        if unit_weight_single_tier and not normalize and len(phase.tiers) == 1:
+            return 1.0 if tier in phase.tiers else 0.0
+        return phase.weight(tier)
+
+    allowed_weight = sum(weight(t.tier) for _, t in allowed)
+    passed_weight = sum(weight(t.tier) for i, t in allowed if statuses[i] == Verdict.PASSED.value)
     tiers = {
         tier: TierTally(
             passed=sum(1 for i, t in allowed if t.tier is tier and statuses[i] == Verdict.PASSED.value),
@@ -145,6 +168,36 @@ def _failed_detail(plan: _Plan, phase: Phase) -> RewardDetail:
     return detail.model_copy(update={"reward": None, "sandbox_failed": True})
 
 
+def _run_with_retries(
+    sandbox: SandboxBackend, requests: list[ExecutionRequest], retries: int
+) -> list[ExecutionResult | None]:
+    """One result per request; requests whose execution failed are sent again, at most `retries`
+    times. None: the sandbox never answered for it. A result may still carry sandbox errors."""
+    answers: list[ExecutionResult | None] = [None] * len(requests)
+    pending = list(range(len(requests)))
+    for attempt in range(retries + 1):
+        batch = [requests[i] for i in pending]
+        try:
+            got = sandbox.run_batch(batch)
+            if len(got) != len(batch) or any(
+                len(a.results) != len(r.tests) for a, r in zip(got, batch, strict=False)
+            ):
+                raise SandboxUnavailable("the sandbox's answer does not match the requests it was sent")
+        except SandboxUnavailable as exc:
+            log.warning("sandbox unavailable (attempt %d of %d): %s", attempt + 1, retries + 1, exc)
+            continue
+        still_failing = []
+        for index, answer in zip(pending, got, strict=True):
+            answers[index] = answer
+            if answer.infrastructure_failed:
+                still_failing.append(index)
+        pending = still_failing
+        if not pending:
+            break
+        log.warning("sandbox failed %d request(s); attempt %d of %d", len(pending), attempt + 1, retries + 1)
+    return answers
+
+
 def score_batch(
     items: Sequence[tuple[Problem, Any]],
     phase: Phase,
@@ -155,63 +208,56 @@ def score_batch(
     memory_limit_mb: int = 512,
     float_tolerance: float | None = None,
     run_untiered: bool = False,
+    retries: int = 2,
+    strip_lines: bool = False,
+    unit_weight_single_tier: bool = False,
 ) -> list[RewardDetail]:
-    """Score (problem, completion) pairs under `phase` with one `sandbox.run_batch` call.
+    """Score (problem, completion) pairs under `phase` with `sandbox.run_batch` calls.
 
     `run_untiered` also runs tests without a tier (reported, never weighted),
-    for harnesses that want every verdict. SandboxUnavailable gives every
-    completion that needed the sandbox a None reward.
+    for harnesses that want every verdict. A request whose execution failed is
+    retried up to `retries` times; a completion whose execution still failed
+    has `sandbox_failed` set and a None reward.
     """
     plans = [_Plan(problem, completion, phase, run_untiered) for problem, completion in items]
     running = [p for p in plans if p.runs]
-    results: dict[int, ExecutionResult] = {}
-    unavailable = False
+    results: dict[int, ExecutionResult | None] = {}
     if running:
-        requests = [p.request(time_limit_s, memory_limit_mb, float_tolerance) for p in running]
-        try:
-            answers = sandbox.run_batch(requests)
-            if len(answers) != len(requests) or any(
-                len(a.results) != len(r.tests) for a, r in zip(answers, requests, strict=False)
-            ):
-                raise SandboxUnavailable("the sandbox's answer does not match the requests it was sent")
-            results = {id(p): answer for p, answer in zip(running, answers, strict=True)}
-        except SandboxUnavailable as exc:
-            log.warning("sandbox unavailable; %d completions get no reward: %s", len(running), exc)
-            unavailable = True
+        requests = [p.request(time_limit_s, memory_limit_mb, float_tolerance, strip_lines) for p in running]
+        answers = _run_with_retries(sandbox, requests, retries)
+        results = {id(p): answer for p, answer in zip(running, answers, strict=True)}
+        failed = sum(1 for a in answers if a is None or a.infrastructure_failed)
+        if failed:
+            log.warning("%d completion(s) get no reward: their execution failed after retries", failed)
     details = []
     for plan in plans:
         if not plan.runs:
-            details.append(_detail(plan, phase, None, normalize))
-        elif unavailable:
+            details.append(_detail(plan, phase, None, normalize, unit_weight_single_tier))
+        elif (answer := results[id(plan)]) is None:
             details.append(_failed_detail(plan, phase))
         else:
-            details.append(_detail(plan, phase, results[id(plan)], normalize))
+            details.append(_detail(plan, phase, answer, normalize, unit_weight_single_tier))
     return details
 
 
+class ScoreOptions(TypedDict, total=False):
+    """score_batch's keyword options, for the functions that pass them on."""
+
+    normalize: bool
+    time_limit_s: float
+    memory_limit_mb: int
+    float_tolerance: float | None
+    run_untiered: bool
+    retries: int
+    strip_lines: bool
+    unit_weight_single_tier: bool
+
+
 def score_completion(
-    problem: Problem,
-    completion: Any,
-    phase: Phase,
-    sandbox: SandboxBackend,
-    *,
-    normalize: bool = True,
-    time_limit_s: float = 5.0,
-    memory_limit_mb: int = 512,
-    float_tolerance: float | None = None,
-    run_untiered: bool = False,
+    problem: Problem, completion: Any, phase: Phase, sandbox: SandboxBackend, **options: Unpack[ScoreOptions]
 ) -> RewardDetail:
     """Score one completion of `problem` under `phase` (see score_batch)."""
-    return score_batch(
-        [(problem, completion)],
-        phase,
-        sandbox,
-        normalize=normalize,
-        time_limit_s=time_limit_s,
-        memory_limit_mb=memory_limit_mb,
-        float_tolerance=float_tolerance,
-        run_untiered=run_untiered,
-    )[0]
+    return score_batch([(problem, completion)], phase, sandbox, **options)[0]
 
 
 class TieredReward:
@@ -225,9 +271,12 @@ class TieredReward:
     RewardDetail per completion; when trl passes `log_metric`, the pass rate
     per tier and the number of sandbox failures are logged through it.
 
-    A sandbox that stays unavailable for `max_unavailable_calls` calls in a
-    row raises SandboxUnavailable, so a run fails instead of training on
-    nothing.
+    A completion whose execution failed after `retries` retries gets None: the
+    trainer drops it from the step (see the module docstring). A sandbox that
+    stays unavailable for `max_unavailable_calls` calls in a row raises
+    SandboxUnavailable, so a run fails instead of training on nothing.
+    `strip_lines` and `unit_weight_single_tier` are the reference's rules
+    (module docstring), off by default.
     """
 
     __name__ = "tiered_reward"  # trl names the reward's log columns after it
@@ -244,6 +293,9 @@ class TieredReward:
         memory_limit_mb: int = 512,
         float_tolerance: float | None = None,
         max_unavailable_calls: int = 5,
+        retries: int = 2,
+        strip_lines: bool = False,
+        unit_weight_single_tier: bool = False,
     ) -> None:
         if phase_index is not None and not 0 <= phase_index < len(policy.phases):
             raise ValueError(
@@ -258,6 +310,9 @@ class TieredReward:
         self.memory_limit_mb = memory_limit_mb
         self.float_tolerance = float_tolerance
         self.max_unavailable_calls = max_unavailable_calls
+        self.retries = retries
+        self.strip_lines = strip_lines
+        self.unit_weight_single_tier = unit_weight_single_tier
         self.last_details: list[RewardDetail] = []
         self.last_phase_index: int | None = None
         self._unavailable_calls = 0
@@ -296,6 +351,9 @@ class TieredReward:
             time_limit_s=self.time_limit_s,
             memory_limit_mb=self.memory_limit_mb,
             float_tolerance=self.float_tolerance,
+            retries=self.retries,
+            strip_lines=self.strip_lines,
+            unit_weight_single_tier=self.unit_weight_single_tier,
         )
         self.last_details = details
         self.last_phase_index = index

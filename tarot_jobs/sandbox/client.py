@@ -5,9 +5,11 @@ synchronously) but runs on an async httpx client in a background event loop,
 so it also works when the caller is itself inside an event loop, and several
 chunks of a large batch go out concurrently.
 
-Failure policy: 429/503 and connection errors are retried with exponential
-backoff (honouring Retry-After); when retries run out the call raises
-`SandboxUnavailable`, which the rewards turn into None, never 0. A request the
+Failure policy: 429/503, connection errors and malformed answers (not JSON,
+a wrong number of results or verdicts) are retried with exponential backoff
+(honouring Retry-After); when retries run out the call raises
+`SandboxUnavailable`, which the rewards retry a bounded number of times more
+and then turn into None, never 0. A request the
 service finds too large (413) comes back as `sandbox_error` results for that
 program only.
 """
@@ -43,6 +45,19 @@ class SandboxRequestError(ValueError):
 def _too_large(request: ExecutionRequest, detail: str) -> ExecutionResult:
     result = TestResult(status=Verdict.SANDBOX_ERROR, detail=f"rejected by the sandbox service: {detail}")
     return ExecutionResult(results=[result] * len(request.tests), path="remote")
+
+
+def _results_for(chunk: list[ExecutionRequest], body: dict[str, Any]) -> list[ExecutionResult]:
+    """The results in `body`, one per request with one verdict per test; ValueError when not."""
+    results = [ExecutionResult.model_validate(item) for item in body["results"]]
+    if len(results) != len(chunk):
+        raise ValueError(f"{len(results)} results for {len(chunk)} programs")
+    for index, (result, request) in enumerate(zip(results, chunk, strict=True)):
+        if len(result.results) != len(request.tests):
+            raise ValueError(
+                f"program {index}: {len(result.results)} verdicts for {len(request.tests)} tests"
+            )
+    return results
 
 
 class HttpSandbox:
@@ -113,28 +128,28 @@ class HttpSandbox:
     # --- internals ---
 
     async def _send_chunk(self, chunk: list[ExecutionRequest]) -> list[ExecutionResult]:
-        status, body = await self._post(chunk)
-        if status == 413:
-            if len(chunk) == 1:
-                return [_too_large(chunk[0], str(body.get("error", body)))]
-            # Find the oversized program(s): send the rest one by one.
-            return [result for request in chunk for result in await self._send_chunk([request])]
-        if status == 400:
-            raise SandboxRequestError(f"sandbox service rejected the request: {body.get('error', body)}")
-        if status != 200:
-            raise SandboxUnavailable(f"sandbox service at {self.base_url} answered HTTP {status}: {body}")
-        try:
-            results = [ExecutionResult.model_validate(item) for item in body["results"]]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SandboxUnavailable(
-                f"sandbox service at {self.base_url} sent a malformed answer: {exc}"
-            ) from exc
-        if len(results) != len(chunk):
-            raise SandboxUnavailable(
-                f"sandbox service at {self.base_url} answered {len(results)} results"
-                f" for {len(chunk)} programs"
-            )
-        return results
+        problem = ""
+        for attempt in range(self.retries + 1):
+            status, body = await self._post(chunk)
+            if status == 413:
+                if len(chunk) == 1:
+                    return [_too_large(chunk[0], str(body.get("error", body)))]
+                # Find the oversized program(s): send the rest one by one.
+                return [result for request in chunk for result in await self._send_chunk([request])]
+            if status == 400:
+                raise SandboxRequestError(f"sandbox service rejected the request: {body.get('error', body)}")
+            if status != 200:
+                raise SandboxUnavailable(f"sandbox service at {self.base_url} answered HTTP {status}: {body}")
+            try:
+                return _results_for(chunk, body)
+            except (KeyError, TypeError, ValueError) as exc:
+                # A broken answer says nothing about the programs: ask again, a bounded number of times.
+                problem = str(exc)
+                if attempt < self.retries:
+                    await asyncio.sleep(self._backoff(attempt))
+        raise SandboxUnavailable(
+            f"sandbox service at {self.base_url} sent a malformed answer {self.retries + 1} times: {problem}"
+        )
 
     async def _post(self, chunk: list[ExecutionRequest]) -> tuple[int, dict[str, Any]]:
         """POST one chunk, retrying overload and connection failures; returns (status, JSON body)."""

@@ -40,9 +40,17 @@ def _lines_close(actual: str, expected: str, tolerance: float) -> bool:
     )
 
 
-def outputs_match(actual: str, expected: str, float_tolerance: float | None = None) -> bool:
-    """True when `actual` stdout matches `expected` under tarot's comparison rule."""
+def outputs_match(
+    actual: str, expected: str, float_tolerance: float | None = None, *, strip_lines: bool = False
+) -> bool:
+    """True when `actual` stdout matches `expected` under tarot's comparison rule.
+
+    `strip_lines` is the TAROT reference's rule (for reproductions): each line is
+    compared after `strip()`, so leading spaces are ignored too."""
     actual_lines, expected_lines = _normalised_lines(actual), _normalised_lines(expected)
+    if strip_lines:
+        actual_lines = [line.strip() for line in actual_lines]
+        expected_lines = [line.strip() for line in expected_lines]
     if len(actual_lines) != len(expected_lines):
         return False
     if float_tolerance is None:

@@ -1,26 +1,40 @@
-"""The sandbox helper: a small, single-threaded process that forks one child per run.
+"""A sandbox helper: a small, single-threaded, jailed process; the program role forks one child per run.
 
-Started by `tarot_jobs.sandbox.pool` as `python -I helper.py --uid N`; it
-imports only the standard library (plus `seccomp.py` beside it, loaded by
-path), so it is cheap to fork. Forking the multi-threaded service itself would
-be unsafe; this process never starts a thread.
+Started by `tarot_jobs.sandbox.pool` as `python -I helper.py --role program|checker --fd N`.
+It imports only the standard library and its sibling modules (jail, seccomp,
+frames, plaindata, calls: stdlib only too), never the rest of the package.
+Forking the multi-threaded service itself would be unsafe; this process never
+starts a thread.
 
-Protocol on fds 0/1 (moved aside at start-up so stray prints cannot corrupt
-it): frames of a 4-byte big-endian length and a JSON object. The helper first
-sends {"ready": true, ...capabilities}; then for each job frame it answers one
-result frame. EOF on its input means the parent is gone: it cleans up and exits.
+Start-up (`main`): plan the jail's root from this interpreter, unshare the
+namespaces (jail.py), fork the helper proper as pid 1 of the new PID
+namespace, which builds the root, pivots into it, gives up its privileges
+(root: an unprivileged uid of its own; otherwise: no capabilities in its user
+namespace) and becomes non-dumpable. The launcher only waits: SIGKILL it and
+its child dies by parent-death signal, and with pid 1 the kernel kills every
+process of the namespace, daemons included. When a namespace is refused the
+helper reports which and stops, unless `--pod-boundary` says the pod itself is
+the isolation boundary; then it runs with what it got and says so.
 
-Per run the helper (the parent of the child) enforces every limit from outside:
-wall-clock time by poll() deadline, output bytes read as a stream with a cap,
-and afterwards kills the child's whole process group and every descendant
-that escaped it (the helper is a child subreaper, so daemonized grandchildren
-are re-parented to it and found in /proc/self/task/<pid>/children). Inside the
-child, before any user code runs: a new session, rlimits (address space, CPU,
-processes, open files, file size, no core dumps), an unprivileged uid when the
-helper is root, parent-death signal, and the seccomp filter.
+Protocol on the socket at fd N: frames (frames.py). The helper first sends
+{"ready": true, "isolation": {...}} (or {"ready": false, "error": ...}); then for
+each job frame it answers one result frame. End of stream: it exits.
 
-With `--once` the helper runs a single job from its input and exits: the
-plain-subprocess path, used when a warm helper cannot be kept.
+Roles:
+* program: forks a child per run; the child runs the program (stdin/stdout
+  problems) or the program and then `calls.serve_calls` on the call socket
+  that came with the job (function problems). The helper supervises from
+  outside: wall clock by poll() deadline, output read as a stream with a cap,
+  exit status, signal and resource use by wait4(), then kills everything the
+  run left. It never sees a test: nothing of a test is in memory a child
+  inherits.
+* checker: runs function-style test code in-process (a fresh namespace per
+  test, a SIGALRM deadline), calling the program through the call socket. It
+  holds the tests and expected values; no program runs in its process or its
+  namespaces.
+
+With `--once` the helper runs a single job and exits: the plain-subprocess
+path, used when a warm helper cannot be kept.
 """
 
 from __future__ import annotations
@@ -29,10 +43,10 @@ import atexit
 import builtins
 import contextlib
 import ctypes
+import fcntl
 import gc
-import importlib.util
+import importlib
 import io
-import json
 import math
 import os
 import random
@@ -40,18 +54,35 @@ import resource
 import select
 import shutil
 import signal
-import struct
+import socket
 import sys
 import tempfile
 import time
 import traceback
-from pathlib import Path
+import types
 from typing import Any
 
-# Modules user programs commonly import, loaded once here so children get them for free.
+
+def _import_siblings() -> tuple[types.ModuleType, ...]:
+    """Import this directory's stdlib-only modules without running the package's __init__ files."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name, path in (("tarot_jobs", os.path.dirname(here)), ("tarot_jobs.sandbox", here)):
+        if name not in sys.modules:
+            package = types.ModuleType(name)
+            package.__path__ = [path]
+            sys.modules[name] = package
+    names = ("jail", "seccomp", "frames", "plaindata", "calls")
+    return tuple(importlib.import_module(f"tarot_jobs.sandbox.{name}") for name in names)
+
+
+jail, seccomp, frames, plaindata, calls = _import_siblings()
+
+# Modules user programs (and tests) commonly import, loaded once here so children get them for free
+# (and so they exist once the helper is inside its jail).
 _PRELOADED = (
     "array",
     "bisect",
+    "cmath",
     "collections",
     "copy",
     "dataclasses",
@@ -60,8 +91,11 @@ _PRELOADED = (
     "enum",
     "fractions",
     "functools",
+    "hashlib",
     "heapq",
     "itertools",
+    "json",
+    "math",
     "operator",
     "re",
     "statistics",
@@ -72,209 +106,101 @@ _PRELOADED = (
 for _name in _PRELOADED:
     importlib.import_module(_name)
 
-_spec = importlib.util.spec_from_file_location(
-    "_tarot_sandbox_seccomp", Path(__file__).with_name("seccomp.py")
-)
-assert _spec is not None and _spec.loader is not None
-seccomp = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(seccomp)
-
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
 _PR_SET_CHILD_SUBREAPER = 36
 _LIBC = ctypes.CDLL(None, use_errno=True)
 
 _SETUP_FAILED_EXIT = 125
-_SCRATCH_GONE_EXIT = 3
+_JAIL_REFUSED_EXIT = 3
 _READ_CHUNK = 1 << 16
-_COMPILE_CACHE_SIZE = 64
+_MAX_JOB_BYTES = 1 << 30
+_CHECKER_MEMORY = 4 << 30
+_READY = b"\x00"
+_COMPILED_PROGRAMS = 16  # a request's tests run one after another on the helpers: compile each once
+_FD_STDIN, _FD_STDOUT, _FD_STDERR, _FD_CALLS, _FD_READY = 0, 1, 2, 3, 4
 
 
-# --- framing ---------------------------------------------------------------------------------
+# --- the program role --------------------------------------------------------------------------
 
 
-def read_frame(fd: int) -> dict[str, Any] | None:
-    header = _read_exactly(fd, 4)
-    if header is None:
-        return None
-    body = _read_exactly(fd, struct.unpack(">I", header)[0])
-    if body is None:
-        return None
-    result: dict[str, Any] = json.loads(body)
-    return result
-
-
-def write_frame(fd: int, message: dict[str, Any]) -> None:
-    body = json.dumps(message).encode()
-    data = memoryview(struct.pack(">I", len(body)) + body)
-    while data:
-        data = data[os.write(fd, data) :]
-
-
-def _read_exactly(fd: int, size: int) -> bytes | None:
-    chunks, remaining = [], size
-    while remaining:
-        chunk = os.read(fd, min(remaining, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
-
-
-# --- the helper ------------------------------------------------------------------------------
-
-
-class Helper:
-    def __init__(self, sandbox_uid: int, proto_in: int, proto_out: int, watch_parent: bool) -> None:
+class ProgramHelper:
+    def __init__(self, sock: socket.socket, isolation: dict[str, Any], scratch: str, once: bool) -> None:
+        self.sock = sock
+        self.isolation = isolation
+        self.scratch = scratch
+        self.once = once
         self.pid = os.getpid()
-        self.proto_in = proto_in
-        self.proto_out = proto_out
-        self.watch_parent = watch_parent
-        # Children drop to a uid of their own when we may, and when that uid can still read the
-        # Python installation (not the case for an interpreter under a private home directory).
-        self.uid_drop_blocker = self._uid_drop_blocker(sandbox_uid)
-        self.drop_uid = self.uid_drop_blocker is None
-        self.sandbox_uid = sandbox_uid if self.drop_uid else os.getuid()
-        self.sandbox_gid = sandbox_uid if self.drop_uid else os.getgid()
-        # RLIMIT_NPROC counts every task of the uid: without our own uid, leave room for the rest.
-        self.nproc_base = 0 if self.drop_uid else _tasks_of_uid(os.getuid())
-        self.scratch = tempfile.mkdtemp(prefix="tarot-sandbox-")
-        if self.drop_uid:
-            os.chown(self.scratch, self.sandbox_uid, self.sandbox_gid)
-        self.seccomp_ok = seccomp.supported() and self._seccomp_works()
-        self.network_filter = seccomp.PreparedFilter() if self.seccomp_ok else None
-        # Opened before the mount namespace exists, this fd keeps a writable view of the scratch's
-        # parent, so the helper can still remove its scratch when /tmp is read-only for it.
-        # Children close it (closerange) before any user code runs.
-        self._scratch_parent_fd = os.open(os.path.dirname(self.scratch), os.O_RDONLY | os.O_DIRECTORY)
-        self.read_only_blocker = _make_filesystem_read_only(except_for=self.scratch)
-        self.subreaper = _LIBC.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-        # Non-dumpable: same-uid children cannot read our /proc/<pid>/environ or ptrace us.
-        _LIBC.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
-        self._compiled: dict[tuple[str, str], Any] = {}
-
-    def capabilities(self) -> dict[str, Any]:
-        return {
-            "ready": True,
-            "pid": os.getpid(),
-            "scratch": self.scratch,
-            "seccomp": self.seccomp_ok,
-            "uid_drop": self.drop_uid,
-            "uid_drop_blocker": self.uid_drop_blocker,
-            "sandbox_uid": self.sandbox_uid,
-            "subreaper": self.subreaper,
-            "read_only_filesystem": self.read_only_blocker is None,
-            "read_only_filesystem_blocker": self.read_only_blocker,
-        }
-
-    @staticmethod
-    def _uid_drop_blocker(uid: int) -> str | None:
-        """Why children cannot run as `uid` (None: they can)."""
-        if os.geteuid() != 0:
-            return "the helper is not root"
-        stdlib_file = os.path.join(os.path.dirname(os.__file__), "socket.py")
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.setgroups([])
-                os.setgid(uid)
-                os.setuid(uid)
-                with open(stdlib_file, "rb"):
-                    os._exit(0)
-            except BaseException:
-                os._exit(1)
-        _, status = os.waitpid(pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            return f"an unprivileged uid cannot read the Python installation ({stdlib_file})"
-        return None
-
-    def _seccomp_works(self) -> bool:
-        """Install the filter in a throwaway child and check that it blocks a TCP socket."""
-        pid = os.fork()
-        if pid == 0:
-            try:
-                seccomp.PreparedFilter().install(os.getpid())
-                import socket
-
-                try:
-                    socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                except PermissionError:
-                    os._exit(0)
-                os._exit(1)
-            except BaseException:
-                os._exit(2)
-        _, status = os.waitpid(pid, 0)
-        return os.waitstatus_to_exitcode(status) == 0
+        self.pid_namespace = "pid" in isolation["namespaces"]
+        self.fallback_uid: int | None = isolation.pop("_fallback_uid", None)
+        self.nproc_base: int = isolation.pop("_nproc_base")
+        if not self.pid_namespace:
+            _LIBC.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        self.network_filter = seccomp.PreparedFilter() if isolation["seccomp"] else None
+        self._programs: dict[str, Any] = {}
 
     def serve(self) -> None:
-        write_frame(self.proto_out, self.capabilities())
-        while (job := read_frame(self.proto_in)) is not None:
-            write_frame(self.proto_out, self.run_job(job))
+        frames.send_frame(self.sock, {"ready": True, "role": "program", "isolation": self.isolation})
+        while (received := frames.recv_frame(self.sock, _MAX_JOB_BYTES)) is not None:
+            job, fds = received
+            try:
+                reply = self.run_job(job, fds[0] if fds else None)
+            finally:
+                for fd in fds:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            frames.send_frame(self.sock, reply)
+            if self.once:
+                return
 
-    def close(self) -> None:
-        """Remove the scratch directory, through the fd that predates the read-only view."""
-        if self.read_only_blocker is None:
-            _LIBC.umount2(self.scratch.encode(), _MNT_DETACH)  # a mount point cannot be removed
-        shutil.rmtree(os.path.basename(self.scratch), dir_fd=self._scratch_parent_fd, ignore_errors=True)
-        os.close(self._scratch_parent_fd)
-
-    # --- one run ---
-
-    def _compile(self, source: str, filename: str) -> Any:
-        key = (filename, source)
-        code = self._compiled.get(key)
-        if code is None:
-            code = compile(source, filename, "exec", dont_inherit=True)
-            if len(self._compiled) >= _COMPILE_CACHE_SIZE:
-                self._compiled.pop(next(iter(self._compiled)))
-            self._compiled[key] = code
-        return code
-
-    def run_job(self, job: dict[str, Any]) -> dict[str, Any]:
-        if not os.path.isdir(self.scratch):
-            # Removed behind our back (a /tmp cleaner): exit, so the pool starts a fresh helper.
-            os._exit(_SCRATCH_GONE_EXIT)
+    def run_job(self, job: dict[str, Any], calls_fd: int | None) -> dict[str, Any]:
         try:
-            program = self._compile(job["code"], "<solution>")
-            tests = self._compile(job["input"], "<tests>") if job["kind"] == "function" else None
-        except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
-            return _result(
-                exit_code=1,
-                exception=type(exc).__name__,
-                stderr="".join(traceback.format_exception_only(type(exc), exc)),
-            )
-        try:
-            return self._supervise(job, program, tests)
+            return self._supervise(job, calls_fd)
         finally:
-            self._clean_scratch()
+            _empty_directory(self.scratch)
 
-    def _supervise(self, job: dict[str, Any], program: Any, tests: Any) -> dict[str, Any]:
+    def _compiled(self, source: str) -> Any:
+        """The program compiled once for all its tests (None when it does not compile: the child
+        compiles it again and reports the error as the program's). Holds programs, never tests."""
+        if source not in self._programs:
+            try:
+                code = compile(source, "<solution>", "exec", dont_inherit=True)
+            except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
+                code = None
+            if len(self._programs) >= _COMPILED_PROGRAMS:
+                self._programs.pop(next(iter(self._programs)))
+            self._programs[source] = code
+        return self._programs[source]
+
+    def _supervise(self, job: dict[str, Any], calls_fd: int | None) -> dict[str, Any]:
+        program = self._compiled(job["code"])
         stdin_fd = os.memfd_create("stdin", os.MFD_CLOEXEC)
-        stdin_data = b"" if job["kind"] == "function" else job["input"].encode()
+        stdin_data = job.get("input", "").encode()
         if stdin_data:
             os.write(stdin_fd, stdin_data)  # memfd writes are never short
             os.lseek(stdin_fd, 0, os.SEEK_SET)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        status_r, status_w = os.pipe2(os.O_CLOEXEC)
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
 
         start = time.monotonic()
         pid = os.fork()
         if pid == 0:  # the child never returns
-            self._child(job, program, tests, stdin_fd, out_w, err_w, status_w)
-        for fd in (stdin_fd, out_w, err_w, status_w):
+            self._child(job, program, stdin_fd, out_w, err_w, ready_w, calls_fd)
+        for fd in (stdin_fd, out_w, err_w, ready_w):
             os.close(fd)
+        if calls_fd is not None:
+            os.close(calls_fd)  # the child has it; our copy would hide the program's end of stream
 
-        streams = {out_r: bytearray(), err_r: bytearray(), status_r: bytearray()}
+        streams = {out_r: bytearray(), err_r: bytearray(), ready_r: bytearray()}
         max_output = int(job["max_output_bytes"])
         timed_out = output_exceeded = parent_gone = False
         pidfd = os.pidfd_open(pid)
         poller = select.poll()
-        for fd in (out_r, err_r, status_r, pidfd):
+        for fd in (out_r, err_r, ready_r, pidfd):
             poller.register(fd, select.POLLIN)
-        if self.watch_parent:
-            poller.register(self.proto_in, select.POLLIN)
+        if not self.once:
+            poller.register(self.sock.fileno(), select.POLLIN)
         deadline = start + float(job["time_limit_s"])
         try:
             while True:
@@ -287,11 +213,11 @@ class Helper:
                 for fd, _ in events:
                     if fd == pidfd:
                         exited = True
-                    elif fd == self.proto_in:
+                    elif fd == self.sock.fileno():
                         parent_gone = True
-                    elif not _read_into(fd, streams[fd], poller):
-                        continue
-                if sum(len(buffer) for buffer in streams.values()) > max_output:
+                    else:
+                        _read_into(fd, streams[fd], poller)
+                if len(streams[out_r]) + len(streams[err_r]) > max_output:
                     output_exceeded = True
                     break
                 if exited or parent_gone:
@@ -300,41 +226,49 @@ class Helper:
             _, wait_status, usage = os.wait4(pid, 0)
             wall = time.monotonic() - start
             self._kill_leftovers()
-            for fd in (out_r, err_r, status_r):
+            for fd in (out_r, err_r, ready_r):
                 _drain(fd, streams[fd], max_output + 1)
-            output_exceeded = output_exceeded or sum(len(buffer) for buffer in streams.values()) > max_output
+            output_exceeded = output_exceeded or len(streams[out_r]) + len(streams[err_r]) > max_output
         finally:
-            for fd in (out_r, err_r, status_r, pidfd):
+            for fd in (out_r, err_r, ready_r, pidfd):
                 os.close(fd)
         if parent_gone:
-            self.close()
             os._exit(0)
 
         exit_code = os.waitstatus_to_exitcode(wait_status)
-        # Our runner writes its line last, after all of the program's code has run.
-        status_lines = streams[status_r].decode(errors="replace").strip().split("\n")
-        status = status_lines[-1] if status_lines else ""
-        stdout = bytes(streams[out_r][:max_output]).decode(errors="replace")
-        stderr = bytes(streams[err_r][:max_output]).decode(errors="replace")
-        return _result(
-            exit_code=exit_code if exit_code >= 0 else None,
-            signal=-exit_code if exit_code < 0 else None,
-            wall_ms=wall * 1000,
-            cpu_ms=(usage.ru_utime + usage.ru_stime) * 1000,
-            maxrss_kb=usage.ru_maxrss,
-            stdout=stdout,
-            stderr=stderr,
-            timed_out=timed_out,
-            output_exceeded=output_exceeded,
-            exception=status[4:] if status.startswith("exc:") else None,
-            finished=status == "done",
-            setup_error=status[6:] if status.startswith("setup:") else None,
-        )
+        # The ready pipe is written and closed before any of the program's code runs: what is on it
+        # is ours, and its absence means the program never started.
+        ready = bytes(streams[ready_r])
+        setup_error = None
+        if ready != _READY:
+            setup_error = ready.decode(errors="replace")[6:] or "the child died before the program started"
+        return {
+            "exit_code": exit_code if exit_code >= 0 else None,
+            "signal": -exit_code if exit_code < 0 else None,
+            "wall_ms": wall * 1000,
+            "cpu_ms": (usage.ru_utime + usage.ru_stime) * 1000,
+            "maxrss_kb": usage.ru_maxrss,
+            "stdout": bytes(streams[out_r][:max_output]).decode(errors="replace"),
+            "stderr": bytes(streams[err_r][:max_output]).decode(errors="replace"),
+            "timed_out": timed_out,
+            "output_exceeded": output_exceeded,
+            "setup_error": setup_error,
+        }
 
     def _kill_leftovers(self) -> None:
-        """Kill and reap every remaining child (orphaned descendants are re-parented to us)."""
-        children_file = f"/proc/{os.getpid()}/task/{os.getpid()}/children"
-        for _ in range(10_000):
+        """Kill and reap every process the run left (daemons, forks), whatever their group."""
+        if self.pid_namespace:
+            # We are pid 1 of this namespace: kill(-1) reaches every other process in it, and
+            # orphans are re-parented to us, so waiting until there is no child leaves nothing.
+            while True:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(-1, signal.SIGKILL)
+                try:
+                    os.waitpid(-1, 0)
+                except ChildProcessError:
+                    return
+        children_file = f"/proc/{self.pid}/task/{self.pid}/children"
+        for _ in range(10_000):  # a child subreaper: escaped descendants are re-parented to us
             with open(children_file) as f:
                 pids = [int(p) for p in f.read().split()]
             if not pids:
@@ -347,46 +281,41 @@ class Helper:
                 with contextlib.suppress(ChildProcessError):
                     os.waitpid(pid, 0)
 
-    def _clean_scratch(self) -> None:
-        with os.scandir(self.scratch) as entries:
-            for entry in entries:
-                path = os.path.join(self.scratch, entry.name)
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    with contextlib.suppress(OSError):
-                        os.unlink(path)
-
     # --- inside the child ---
 
     def _child(
         self,
         job: dict[str, Any],
         program: Any,
-        tests: Any,
         stdin_fd: int,
         out_w: int,
         err_w: int,
-        status_w: int,
+        ready_w: int,
+        calls_fd: int | None,
     ) -> None:
         try:
             os.setsid()
-            os.dup2(stdin_fd, 0)
-            os.dup2(out_w, 1)
-            os.dup2(err_w, 2)
-            os.dup2(status_w, 3)
-            os.closerange(4, 1 << 16)
+            wanted = {_FD_STDIN: stdin_fd, _FD_STDOUT: out_w, _FD_STDERR: err_w, _FD_READY: ready_w}
+            if calls_fd is not None:
+                wanted[_FD_CALLS] = calls_fd
+            # Move the sources above the targets first, so that no dup2 overwrites a source still needed.
+            high = {target: fcntl.fcntl(source, fcntl.F_DUPFD, 64) for target, source in wanted.items()}
+            for target, source in high.items():
+                os.dup2(source, target)
+            if calls_fd is None:
+                with contextlib.suppress(OSError):
+                    os.close(_FD_CALLS)
+            os.closerange(_FD_READY + 1, 1 << 16)
             os.chdir(self.scratch)
             self._apply_limits(job)
-            if self.drop_uid:
+            if self.fallback_uid is not None:
                 os.setgroups([])
-                os.setgid(self.sandbox_gid)
-                os.setuid(self.sandbox_uid)
-            elif os.geteuid() == 0:
+                os.setgid(self.fallback_uid)
+                os.setuid(self.fallback_uid)
+            elif os.geteuid() == 0 and self.isolation["uid"] != "own":
                 _drop_capabilities()
-            # After the uid change, which clears it: die with the helper.
             _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            if os.getppid() != self.pid:
+            if not self.pid_namespace and os.getppid() != self.pid:
                 os._exit(_SETUP_FAILED_EXIT)
             if self.network_filter is not None:
                 self.network_filter.install(os.getpid())
@@ -402,10 +331,13 @@ class Helper:
             )
             sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr  # type: ignore[misc]
             sys.argv = ["solution.py"]
+            os.write(_FD_READY, _READY)
+            os.close(_FD_READY)
         except BaseException as exc:
-            os.write(3, f"setup:{type(exc).__name__}: {exc}\n".encode())
+            with contextlib.suppress(BaseException):
+                os.write(_FD_READY, f"setup:{type(exc).__name__}: {exc}".encode())
             os._exit(_SETUP_FAILED_EXIT)
-        _run_user_code(program, tests)
+        _run_program(job, program, calls_fd is not None)
 
     def _apply_limits(self, job: dict[str, Any]) -> None:
         memory = int(job["memory_limit_mb"]) << 20
@@ -419,25 +351,23 @@ class Helper:
         resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
 
 
-def _run_user_code(program: Any, tests: Any) -> None:
-    """Run the program (then the tests) in one namespace; report how it ended on fd 3."""
+def _run_program(job: dict[str, Any], program: Any, function_style: bool) -> None:
+    """Run the program; a function-style one then answers the checker's calls. Never returns."""
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
-    status, exit_code = "done", 0
+    exit_code = 0
     try:
-        exec(program, namespace)
-        if tests is not None:
-            exec(tests, namespace)
+        # Compiled in the helper when it could be; otherwise compiling here raises the program's error.
+        exec(program or compile(job["code"], "<solution>", "exec", dont_inherit=True), namespace)
+        if function_style:
+            calls.serve_calls(_FD_CALLS, namespace, int(job["max_output_bytes"]))
     except SystemExit as exc:
-        status = "exit"
         if exc.code is None or isinstance(exc.code, int):
             exit_code = exc.code or 0
         else:
             print(exc.code, file=sys.stderr)
             exit_code = 1
-        if tests is None and exit_code == 0:
-            status = "done"  # a stdin/stdout program may end with exit(0)
     except BaseException as exc:
-        status, exit_code = f"exc:{type(exc).__name__}", 1
+        exit_code = 1
         with contextlib.suppress(BaseException):  # printed without the helper's own frame
             traceback.print_exception(type(exc), exc, exc.__traceback__ and exc.__traceback__.tb_next)
     # What interpreter shutdown would do: join non-daemon threads, run atexit, flush.
@@ -452,20 +382,105 @@ def _run_user_code(program: Any, tests: Any) -> None:
         except ValueError:
             pass  # the program closed it; what it wrote was flushed then
         except BaseException:
-            if status == "done":
-                status, exit_code = "exc:OSError", 1
-    with contextlib.suppress(BaseException):
-        os.write(3, f"{status}\n".encode())
+            exit_code = exit_code or 1
     os._exit(exit_code & 0xFF)
 
 
-def _read_into(fd: int, buffer: bytearray, poller: select.poll) -> bool:
+# --- the checker role --------------------------------------------------------------------------
+
+
+class _CheckTimeout(BaseException):
+    pass
+
+
+def _on_alarm(*_: Any) -> None:
+    raise _CheckTimeout
+
+
+class CheckerHelper:
+    def __init__(self, sock: socket.socket, isolation: dict[str, Any], once: bool) -> None:
+        self.sock = sock
+        self.isolation = isolation
+        self.once = once
+        self.recursion_limit = sys.getrecursionlimit()
+        self._compiled: dict[tuple[str, str], Any] = {}  # the same tests run for every sample
+        signal.signal(signal.SIGALRM, _on_alarm)
+
+    def _compile(self, source: str, filename: str) -> Any:
+        key = (filename, source)
+        if key not in self._compiled:
+            if len(self._compiled) >= _COMPILED_PROGRAMS * 4:
+                self._compiled.pop(next(iter(self._compiled)))
+            self._compiled[key] = compile(source, filename, "exec", dont_inherit=True)
+        return self._compiled[key]
+
+    def serve(self) -> None:
+        frames.send_frame(self.sock, {"ready": True, "role": "checker", "isolation": self.isolation})
+        while (received := frames.recv_frame(self.sock, _MAX_JOB_BYTES)) is not None:
+            job, fds = received
+            try:
+                reply = self.run_job(job, fds)
+            finally:
+                for fd in fds:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            frames.send_frame(self.sock, reply)
+            if self.once:
+                return
+
+    def run_job(self, job: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        if len(fds) != 1:
+            return {"outcome": "error", "error": "CheckerError", "detail": "no call socket came with the job"}
+        sock = socket.socket(fileno=os.dup(fds[0]))
+        channel = calls.Channel(sock, int(job["max_reply_bytes"]))
+        namespace = calls.TestNamespace(channel)
+        start = time.monotonic()
+        outcome: dict[str, Any]
+        saved = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = io.StringIO()  # what tests print is not part of the verdict
+        try:
+            signal.setitimer(signal.ITIMER_REAL, float(job["time_limit_s"]))
+            if job.get("prelude"):
+                exec(self._compile(job["prelude"], "<prelude>"), namespace)
+            namespace[job["entry_point"]] = calls.RemoteObject(channel, ("g", job["entry_point"]))
+            exec(self._compile(job["tests"], "<tests>"), namespace)
+            outcome = {"outcome": "passed"}
+        except _CheckTimeout:
+            outcome = {"outcome": "timeout"}
+        except calls.ProgramFault as fault:
+            outcome = {"outcome": "program", "detail": str(fault)[:300]}
+        except AssertionError as exc:
+            outcome = {"outcome": "failed", "detail": _failed_line(exc)}
+        except BaseException as exc:
+            outcome = {"outcome": "error", "error": type(exc).__name__, "detail": str(exc)[:300]}
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            sys.stdout, sys.stderr = saved
+            sock.close()  # the program's end of stream: it exits
+            calls.reset_interpreter_state(self.recursion_limit)
+        if channel.fault is not None and outcome["outcome"] != "timeout":
+            # The program misbehaved on the channel; a test that swallowed the fault did not pass.
+            outcome = {"outcome": "program", "detail": channel.fault[:300]}
+        outcome["calls"] = channel.calls
+        outcome["wall_ms"] = (time.monotonic() - start) * 1000
+        return outcome
+
+
+def _failed_line(exc: AssertionError) -> str:
+    frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f"line {frame[0].lineno} of the test" if frame and frame[0].filename == "<tests>" else "the test"
+    return f"an assertion failed at {where}" + (f": {str(exc)[:200]}" if str(exc) else "")
+
+
+# --- shared helpers ----------------------------------------------------------------------------
+
+
+def _read_into(fd: int, buffer: bytearray, poller: select.poll) -> None:
     data = os.read(fd, _READ_CHUNK)
-    if not data:
+    if data:
+        buffer += data
+    else:
         poller.unregister(fd)
-        return False
-    buffer += data
-    return True
 
 
 def _drain(fd: int, buffer: bytearray, cap: int) -> None:
@@ -481,6 +496,24 @@ def _drain(fd: int, buffer: bytearray, cap: int) -> None:
         buffer += data
 
 
+def _empty_directory(path: str) -> None:
+    """Remove everything a run left in the scratch directory, even what it made unreadable."""
+    with os.scandir(path) as entries:
+        for entry in entries:
+            target = os.path.join(path, entry.name)
+            if entry.is_dir(follow_symlinks=False):
+                for root, dirs, _ in os.walk(target):
+                    for name in dirs:
+                        with contextlib.suppress(OSError):
+                            os.chmod(os.path.join(root, name), 0o700, follow_symlinks=False)
+                with contextlib.suppress(OSError):
+                    os.chmod(target, 0o700)
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(target)
+
+
 class _CapHeader(ctypes.Structure):
     _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
 
@@ -494,50 +527,16 @@ class _CapData(ctypes.Structure):
 
 
 _NO_CAPABILITIES = (_CapHeader(0x20080522, 0), (_CapData * 2)())  # _LINUX_CAPABILITY_VERSION_3, all zero
+_PR_SET_NO_NEW_PRIVS = 38
 
 
 def _drop_capabilities() -> None:
-    """Root without capabilities: it cannot override file modes of others, ptrace, read other
-    root processes' environment, or exceed RLIMIT_NPROC; no_new_privs keeps exec from restoring them."""
+    """No capabilities (in whatever user namespace we are in); no_new_privs keeps exec from restoring any."""
+    if _LIBC.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
     header, data = _NO_CAPABILITIES
     if _LIBC.capset(ctypes.byref(header), data) != 0:
         raise OSError(ctypes.get_errno(), "capset failed")
-
-
-_CLONE_NEWNS = 0x00020000
-_MNT_DETACH = 2
-_MS_RDONLY, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 0x1, 0x20, 0x1000, 0x4000, 0x40000
-
-
-def _make_filesystem_read_only(except_for: str) -> str | None:
-    """Give this helper (and so its children) a private mount namespace in which every mount
-    is read-only except `except_for`. Needs CAP_SYS_ADMIN; returns why not, or None when done.
-    Without it (a non-root pod) the pod's read-only root filesystem plays this part."""
-    if os.geteuid() != 0:
-        return "the helper is not root"
-
-    def mount(source: str | None, target: str, flags: int) -> None:
-        if _LIBC.mount(source and source.encode(), target.encode(), None, flags, None) != 0:
-            raise OSError(ctypes.get_errno(), f"mount {target}")
-
-    try:
-        if _LIBC.unshare(_CLONE_NEWNS) != 0:
-            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
-        mount(None, "/", _MS_REC | _MS_PRIVATE)
-        mount(except_for, except_for, _MS_BIND)
-    except OSError as exc:
-        return f"{exc.strerror or exc} ({exc.filename or exc.args[-1]})"
-    with open("/proc/self/mountinfo") as f:
-        # Field 5 is the mount point, with spaces and the like escaped in octal.
-        targets = [line.split()[4].encode().decode("unicode_escape") for line in f]
-    failures = []
-    for target in targets:
-        if target != except_for:
-            try:
-                mount(None, target, _MS_BIND | _MS_REMOUNT | _MS_RDONLY)
-            except OSError:
-                failures.append(target)
-    return f"could not make read-only: {', '.join(failures)}" if "/" in failures else None
 
 
 def _tasks_of_uid(uid: int) -> int:
@@ -557,50 +556,218 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _result(**fields: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "exit_code": None,
-        "signal": None,
-        "wall_ms": 0.0,
-        "cpu_ms": 0.0,
-        "maxrss_kb": 0,
-        "stdout": "",
-        "stderr": "",
-        "timed_out": False,
-        "output_exceeded": False,
-        "exception": None,
-        "finished": False,
-        "setup_error": None,
-    }
-    base.update(fields)
-    return base
+def _interpreter_readable_by(uid: int) -> bool:
+    """Whether `uid` can read this Python installation from where it is (not under a private home)."""
+    stdlib_file = os.path.join(os.path.dirname(os.__file__), "socket.py")
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            with open(stdlib_file, "rb"):
+                os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def _seccomp_works() -> bool:
+    """Install the filter in a throwaway child and check that it blocks a TCP socket."""
+    if not seccomp.supported():
+        return False
+    pid = os.fork()
+    if pid == 0:
+        try:
+            seccomp.PreparedFilter().install(os.getpid())
+            try:
+                socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            except PermissionError:
+                os._exit(0)
+            os._exit(1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+# --- start-up ----------------------------------------------------------------------------------
+
+
+class _Options:
+    def __init__(self, argv: list[str]) -> None:
+        def value(flag: str, default: str) -> str:
+            return argv[argv.index(flag) + 1] if flag in argv else default
+
+        self.role = value("--role", "program")
+        self.fd = int(value("--fd", "-1"))
+        self.uid = int(value("--uid", "65534"))
+        self.scratch_mb = int(value("--scratch-mb", "64"))
+        self.once = "--once" in argv
+        self.pod_boundary = "--pod-boundary" in argv
+        self.packages = dict(
+            item.split("=", 1) for i, item in enumerate(argv) if i and argv[i - 1] == "--package"
+        )
+
+
+def _refuse(sock: socket.socket, error: str, mountpoint: str | None = None) -> None:
+    frames.send_frame(sock, {"ready": False, "error": error})
+    if mountpoint is not None:
+        with contextlib.suppress(OSError):
+            os.rmdir(mountpoint)
+    os._exit(_JAIL_REFUSED_EXIT)
+
+
+def _refuse_unless_isolated(
+    options: _Options,
+    sock: socket.socket,
+    namespaces: Any,
+    as_root: bool,
+    names: tuple[str, ...],
+    mountpoint: str,
+) -> None:
+    """Stop, saying which namespaces were refused, unless the pod is declared the boundary."""
+    missing = [name for name in names if name in namespaces.refused and not (as_root and name == "user")]
+    if missing and not options.pod_boundary:
+        _refuse(
+            sock,
+            "the sandbox jail needs namespaces the kernel or container runtime refused: "
+            + "; ".join(namespaces.refused[name] for name in missing)
+            + ". If the pod itself is the isolation boundary (no data, no token, no egress), start the"
+            " sandbox with --pod-boundary (TAROT_SANDBOX_POD_BOUNDARY=1).",
+            mountpoint,
+        )
 
 
 def main(argv: list[str]) -> None:
-    sandbox_uid = int(argv[argv.index("--uid") + 1]) if "--uid" in argv else 65534
-    # Keep the protocol on private fds; fds 0/1 become /dev/null and stderr.
-    proto_in, proto_out = os.dup(0), os.dup(1)
+    options = _Options(argv)
+    sock = socket.socket(fileno=options.fd)
+    # fds 0/1 become /dev/null and stderr: a stray print cannot reach anything.
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(2, 1)
     os.close(devnull)
-    os.set_inheritable(proto_in, False)
-    os.set_inheritable(proto_out, False)
-    once = "--once" in argv
-    helper = Helper(sandbox_uid, proto_in, proto_out, watch_parent=not once)
+    as_root = os.geteuid() == 0
+    seccomp_ok = _seccomp_works()
+    plan = jail.plan_root(options.packages, options.scratch_mb)
+    sys.executable = os.path.realpath(sys.executable)  # the path the jail shows
+    newroot = tempfile.mkdtemp(prefix="tarot-jail-")
+    launcher_namespaces = tuple(name for name in jail.NAMESPACES if name != "mnt")
+    namespaces = jail.enter_namespaces(launcher_namespaces, as_root=as_root)
+    _refuse_unless_isolated(options, sock, namespaces, as_root, launcher_namespaces, newroot)
+    if "pid" in namespaces.entered:
+        child = os.fork()
+        if child == 0:
+            _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            _inner(options, sock, namespaces, plan, newroot, as_root, seccomp_ok)
+            os._exit(0)
+        # The launcher: outside the namespace, it only waits. Killing it kills the whole jail.
+        sock.close()
+        _, status = os.waitpid(child, 0)
+        with contextlib.suppress(OSError):
+            os.rmdir(newroot)
+        os._exit(max(0, os.waitstatus_to_exitcode(status)))
+    try:
+        _inner(options, sock, namespaces, plan, newroot, as_root, seccomp_ok)
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(newroot)
+
+
+def _inner(
+    options: _Options,
+    sock: socket.socket,
+    namespaces: Any,
+    plan: Any,
+    newroot: str,
+    as_root: bool,
+    seccomp_ok: bool,
+) -> None:
+    """Build the root, give up privileges and serve (the helper proper, pid 1 of its namespace)."""
+    jail.enter_namespaces(("mnt",), as_root=as_root, into=namespaces)
+    # Only the launcher (if there is one) may remove the mount point: here it becomes our root.
+    _refuse_unless_isolated(options, sock, namespaces, as_root, ("mnt",), newroot)
+    entered = [name for name in jail.NAMESPACES if name in namespaces.entered]
+    own_uid = options.uid if as_root else None
+    isolation: dict[str, Any] = {
+        "namespaces": entered,
+        "refused": dict(namespaces.refused),
+        "pod_boundary": options.pod_boundary,
+        "seccomp": seccomp_ok,
+        "packages": sorted(options.packages),
+        "mountpoint": newroot,  # on the host: whoever outlives the helper removes it
+    }
+    try:
+        if "mnt" in entered:
+            isolation.update(
+                jail.build_root(plan, newroot, scratch_owner=(own_uid, own_uid) if own_uid else None)
+            )
+            isolation["root"] = "minimal"
+            scratch = jail.SCRATCH
+            sys.path[:] = [p for p in sys.path if os.path.isdir(p) and os.path.realpath(p) not in plan.hidden]
+            if plan.packages:
+                sys.path.append(jail.PACKAGES_DIR)
+            sys.meta_path[:] = [f for f in sys.meta_path if f.__module__.startswith("_frozen_importlib")]
+            # Our own modules stay loaded (the helper uses them) but are not importable by programs.
+            for name in [n for n in sys.modules if n == "tarot_jobs" or n.startswith("tarot_jobs.")]:
+                del sys.modules[name]
+            sys.path_importer_cache.clear()
+            importlib.invalidate_caches()
+        else:
+            isolation["root"] = "host"
+            isolation["proc"] = "host"
+            # Only the program role runs anything in a scratch directory.
+            scratch = tempfile.mkdtemp(prefix="tarot-sandbox-") if options.role == "program" else "/"
+        if "uts" in entered:
+            jail.set_hostname("sandbox")
+        fallback_uid = None
+        if as_root and "mnt" in entered:
+            # The root shows the interpreter to any uid: drop to one of our own for good.
+            os.setgroups([])
+            os.setgid(options.uid)
+            os.setuid(options.uid)
+            _LIBC.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+            isolation["uid"] = "own"
+        elif "user" in entered:
+            _drop_capabilities()
+            isolation["uid"] = "own"  # RLIMIT_NPROC counts per user namespace
+        elif as_root and options.role == "program" and _interpreter_readable_by(options.uid):
+            os.chown(scratch, options.uid, options.uid)
+            fallback_uid = options.uid  # the children drop to it
+            isolation["uid"] = "own"
+        elif as_root and options.role == "checker":
+            _drop_capabilities()  # test code never runs with root's capabilities
+            isolation["uid"] = "shared"
+        else:
+            isolation["uid"] = "shared"
+        _LIBC.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)  # a same-uid process cannot read our memory or environ
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # again: a uid change cleared it
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # as pid 1, a signal without a handler is ignored
+    except OSError as exc:
+        _refuse(sock, f"building the sandbox jail failed: {exc}")
+    if options.role == "checker":
+        resource.setrlimit(resource.RLIMIT_AS, (_CHECKER_MEMORY, _CHECKER_MEMORY))
+        if seccomp_ok:
+            seccomp.PreparedFilter().install(os.getpid())
+        gc.freeze()
+        CheckerHelper(sock, isolation, options.once).serve()
+        return
+    if isolation["uid"] == "own":
+        # Tasks of our uid before any run: ours, and the launcher's when it shares our user namespace.
+        isolation["_nproc_base"] = 2 if "user" in entered else 1
+    else:
+        isolation["_nproc_base"] = _tasks_of_uid(os.getuid())
+    isolation["_fallback_uid"] = fallback_uid
+    helper = ProgramHelper(sock, isolation, scratch, options.once)
     # Everything loaded so far is shared with every child: keep the collector from touching
     # (and so copying) those pages in each child.
     gc.freeze()
     try:
-        if once:
-            write_frame(proto_out, helper.capabilities())
-            job = read_frame(proto_in)
-            if job is not None:
-                write_frame(proto_out, helper.run_job(job))
-        else:
-            helper.serve()
+        helper.serve()
     finally:
-        helper.close()
+        if isolation["root"] == "host":
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,14 @@ from concurrent.futures import Future
 from typing import Any
 
 from tarot_jobs.sandbox.limits import RunLimits
-from tarot_jobs.sandbox.pool import FORKSERVER_PATH, SUBPROCESS_PATH, ExecutorPool
-from tarot_jobs.sandbox.types import ExecutionRequest, ExecutionResult, TestSpec
+from tarot_jobs.sandbox.pool import (
+    FORKSERVER_PATH,
+    SUBPROCESS_PATH,
+    ExecutorPool,
+    JailOptions,
+    isolation_label,
+)
+from tarot_jobs.sandbox.types import ExecutionRequest, ExecutionResult, ProgramKind, TestSpec
 from tarot_jobs.sandbox.verdicts import to_test_result
 
 
@@ -23,16 +29,23 @@ def default_workers() -> int:
 class LocalSandbox:
     """A `SandboxBackend` that runs every test of every request on local helpers.
 
-    Tests run in parallel across `workers` helpers (default: all usable cores).
+    Tests run in parallel across `workers` helpers (default: all usable cores),
+    each in its own jail (`jail`: see JailOptions; by default the environment's
+    TAROT_SANDBOX_POD_BOUNDARY decides whether a refused namespace is tolerated).
     `fast=False` forces the plain-subprocess path (a fresh interpreter per test).
     Thread-safe; close it (or use it as a context manager) to stop the helpers.
     """
 
     def __init__(
-        self, workers: int | None = None, *, limits: RunLimits | None = None, fast: bool = True
+        self,
+        workers: int | None = None,
+        *,
+        limits: RunLimits | None = None,
+        fast: bool = True,
+        jail: JailOptions | None = None,
     ) -> None:
         self.limits = limits or RunLimits()
-        self._pool = ExecutorPool(workers or default_workers(), fast=fast)
+        self._pool = ExecutorPool(workers or default_workers(), fast=fast, jail=jail)
 
     @property
     def workers(self) -> int:
@@ -48,8 +61,14 @@ class LocalSandbox:
 
     @property
     def capabilities(self) -> dict[str, Any]:
-        """What the helpers reported (seccomp, uid drop, ...); empty before the first run."""
+        """The isolation the helpers reported (namespaces entered and refused, root, /proc, uid,
+        seccomp) and the program helper's pid; empty before the first run."""
         return dict(self._pool.capabilities)
+
+    @property
+    def isolation(self) -> str:
+        """The isolation in effect, as it appears in every result's `path`."""
+        return isolation_label(self._pool.capabilities)
 
     @property
     def fast_path_error(self) -> str | None:
@@ -95,10 +114,11 @@ class LocalSandbox:
         self.close()
 
     def _job(self, request: ExecutionRequest, test: TestSpec) -> dict[str, Any]:
-        return {
+        """The program helper's part (never a test) and, for function style, the checker's part."""
+        function_style = request.kind is ProgramKind.FUNCTION
+        program = {
             "code": request.code,
-            "kind": request.kind.value,
-            "input": test.input,
+            "input": "" if function_style else test.input,
             "time_limit_s": request.time_limit_s,
             "memory_limit_mb": request.memory_limit_mb,
             "max_output_bytes": self.limits.max_output_bytes,
@@ -106,6 +126,17 @@ class LocalSandbox:
             "max_open_files": self.limits.max_open_files,
             "max_file_bytes": self.limits.max_file_bytes,
         }
+        checker = None
+        if function_style:
+            checker = {
+                "tests": test.input,
+                "entry_point": request.entry_point,
+                "prelude": request.checker_prelude,
+                # A little beyond the program's limit, so that a slow program is the program's timeout.
+                "time_limit_s": request.time_limit_s + 0.25,
+                "max_reply_bytes": self.limits.max_output_bytes,
+            }
+        return {"program": program, "checker": checker}
 
     def _judge(self, request: ExecutionRequest, raws: list[dict[str, Any]]) -> ExecutionResult:
         results = [
@@ -117,10 +148,14 @@ class LocalSandbox:
                 time_limit_s=request.time_limit_s,
                 float_tolerance=request.float_tolerance,
                 text_cap=self.limits.text_cap_chars,
+                strip_lines=request.strip_lines,
             )
             for raw, test in zip(raws, request.tests, strict=True)
         ]
-        paths = {raw.get("path") for raw in raws}
-        degraded = not self._pool.fast or self._pool.fast_path_error is not None
-        path = SUBPROCESS_PATH if SUBPROCESS_PATH in paths or degraded else FORKSERVER_PATH
+        paths = sorted({raw["path"] for raw in raws if "path" in raw})
+        # The weakest path any test took (a subprocess, or a pod-boundary fallback) is the request's.
+        path = next((p for p in paths if p.startswith(SUBPROCESS_PATH)), paths[0] if paths else "")
+        if not path:
+            mode = FORKSERVER_PATH if self._pool.fast and not self._pool.fast_path_error else SUBPROCESS_PATH
+            path = f"{mode}+{self.isolation}"
         return ExecutionResult(results=results, path=path)

@@ -1,43 +1,118 @@
-"""A pool of sandbox helpers, one per worker thread, fed from one queue of runs.
+"""A pool of jailed sandbox helpers, one pair per worker thread, fed from one queue of runs.
 
-Each worker thread owns one helper process (`helper.py`) and sends it one run
-at a time; the thread only blocks on pipes, so the GIL is free for the others.
-A helper that dies, hangs or answers garbage is killed and replaced, and the
-run it had becomes a `sandbox_error` (an infrastructure failure, never a wrong
-answer). When no warm helper can be started, each run gets a fresh one-shot
-helper process instead: the plain-subprocess path, paying interpreter start-up.
+Each worker thread owns a program helper and (from its first function-style
+run) a checker helper (`helper.py`), and sends them one run at a time; the
+thread only blocks on sockets, so the GIL is free for the others. For a
+function-style run the thread makes a socket pair and hands one end to each
+helper: the checker calls the program's function through it.
+
+The thread is the supervisor of both helpers: a helper that dies, hangs or
+breaks the protocol is killed and replaced, and the run it had becomes a
+`sandbox_error` (an infrastructure failure, never a wrong answer). That is
+the only source of `sandbox_error`; nothing a program writes can produce it.
+When no warm helper can be started, each run gets fresh one-shot helpers
+instead: the plain-subprocess path, paying interpreter start-up.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import importlib.util
 import os
 import queue
 import random
-import select
-import shutil
-import struct
+import socket
 import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tarot_jobs.sandbox import frames
 
 HELPER_SCRIPT = Path(__file__).with_name("helper.py")
 FORKSERVER_PATH = "forkserver"
 SUBPROCESS_PATH = "subprocess"
-# Beyond the run's own time limit: compile, kill, reap and drain.
-_REPLY_GRACE_S = 10.0
+# Beyond the run's own time limit: fork, kill, reap and drain.
+REPLY_GRACE_S = 10.0
 _START_TIMEOUT_S = 30.0
+_MAX_REPLY_BYTES = 1 << 30
 # The helper and its children see only this environment, never the service's.
 _HELPER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+POD_BOUNDARY_ENV = "TAROT_SANDBOX_POD_BOUNDARY"
+DEFAULT_PACKAGES = ("numpy",)
 
 
 class HelperError(RuntimeError):
-    """The helper process died, hung or broke the protocol."""
+    """The helper process died, hung, broke the protocol, or could not build its jail."""
+
+
+@dataclass(frozen=True)
+class JailOptions:
+    """How helpers are jailed.
+
+    `pod_boundary`: run with whatever namespaces the kernel grants, saying which
+    were refused, instead of refusing to run (only where the pod itself is the
+    boundary: it mounts no data, holds no token and has no egress).
+    `packages`: import names of installed packages programs may import besides
+    the standard library (shown read-only in the jail; default numpy, which
+    competitive-programming solutions, TAROT's among them, use; a name that is
+    not installed is left out).
+    """
+
+    pod_boundary: bool = False
+    packages: tuple[str, ...] = DEFAULT_PACKAGES
+    scratch_mb: int = 64
+
+    @classmethod
+    def from_environment(cls) -> JailOptions:
+        return cls(pod_boundary=os.environ.get(POD_BOUNDARY_ENV, "") not in ("", "0", "false"))
+
+    def arguments(self) -> list[str]:
+        arguments = ["--scratch-mb", str(self.scratch_mb)]
+        if self.pod_boundary:
+            arguments.append("--pod-boundary")
+        for name in self.packages:
+            path = _package_path(name)
+            if path is not None:
+                arguments += ["--package", f"{name}={path}"]
+        return arguments
+
+
+def _package_path(name: str) -> str | None:
+    """Where the installed package `name` lives (its directory, or its module file); None if absent."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.origin:
+        return None
+    origin = Path(spec.origin)
+    return str(origin.parent if origin.name == "__init__.py" else origin)
+
+
+def isolation_label(isolation: dict[str, Any]) -> str:
+    """e.g. `jail(user,mnt,pid,net,ipc,uts)`, or `pod-boundary(refused:user,mnt,...)`."""
+    if not isolation:
+        return "unknown"
+    if isolation.get("refused"):
+        return f"pod-boundary(refused:{','.join(isolation['refused'])})"
+    return f"jail({','.join(isolation.get('namespaces', []))})"
+
+
+def isolation_features(isolation: dict[str, Any]) -> set[str]:
+    """What the helpers' isolation provides: the namespaces entered, plus `minimal-root`,
+    `private-proc`, `own-uid` and `seccomp` when in effect (tests assert on these)."""
+    features = set(isolation.get("namespaces", []))
+    for feature, present in (
+        ("minimal-root", isolation.get("root") == "minimal"),
+        ("private-proc", isolation.get("proc") == "private"),
+        ("own-uid", isolation.get("uid") == "own"),
+        ("seccomp", bool(isolation.get("seccomp"))),
+    ):
+        if present:
+            features.add(feature)
+    return features
 
 
 def _sandbox_uid() -> int:
@@ -46,86 +121,95 @@ def _sandbox_uid() -> int:
 
 
 class HelperProcess:
-    """One helper process and the framed JSON protocol spoken with it."""
+    """One helper (launcher + jailed helper) and the framed protocol spoken with it."""
 
-    def __init__(self, *, once: bool = False) -> None:
-        command = [sys.executable, "-I", str(HELPER_SCRIPT), "--uid", str(_sandbox_uid())]
-        self._process = subprocess.Popen(
-            [*command, "--once"] if once else command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=_HELPER_ENV,
-            start_new_session=True,
-            close_fds=True,
-        )
-        assert self._process.stdin is not None and self._process.stdout is not None
-        self._to_helper = self._process.stdin.fileno()
-        self._from_helper = self._process.stdout.fileno()
-        os.set_blocking(self._to_helper, False)
+    def __init__(self, role: str, jail: JailOptions, *, once: bool = False) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock = ours
+        command = [
+            sys.executable,
+            "-I",
+            str(HELPER_SCRIPT),
+            "--role",
+            role,
+            "--fd",
+            str(theirs.fileno()),
+            "--uid",
+            str(_sandbox_uid()),
+            *jail.arguments(),
+        ]
         try:
-            self.capabilities = self._read_frame(time.monotonic() + _START_TIMEOUT_S)
+            self._process = subprocess.Popen(
+                [*command, "--once"] if once else command,
+                stdin=subprocess.DEVNULL,
+                env=_HELPER_ENV,
+                start_new_session=True,
+                close_fds=True,
+                pass_fds=[theirs.fileno()],
+            )
+        finally:
+            theirs.close()
+        self.pid = self._process.pid
+        try:
+            ready, _ = self._read(time.monotonic() + _START_TIMEOUT_S)
         except HelperError:
             self.close()
             raise
+        if not ready.get("ready"):
+            self.close()
+            raise HelperError(str(ready.get("error", "the helper did not start")))
+        self.isolation: dict[str, Any] = ready.get("isolation", {})
+        self._mountpoint = self.isolation.pop("mountpoint", None)
 
-    def run(self, job: dict[str, Any]) -> dict[str, Any]:
-        deadline = time.monotonic() + float(job["time_limit_s"]) + _REPLY_GRACE_S
-        body = json.dumps(job).encode()
-        self._write_all(struct.pack(">I", len(body)) + body, deadline)
-        return self._read_frame(deadline)
+    def send(self, job: dict[str, Any], fds: list[int] | None = None, *, deadline: float) -> None:
+        self._sock.settimeout(max(0.001, deadline - time.monotonic()))
+        try:
+            frames.send_frame(self._sock, job, fds)
+        except OSError as exc:
+            raise HelperError(f"could not send the job: {exc}") from exc
+
+    def receive(self, deadline: float) -> dict[str, Any]:
+        message, fds = self._read(deadline)
+        for fd in fds:
+            os.close(fd)
+        return message
+
+    def run(self, job: dict[str, Any], fds: list[int] | None = None) -> dict[str, Any]:
+        deadline = time.monotonic() + float(job["time_limit_s"]) + REPLY_GRACE_S
+        self.send(job, fds, deadline=deadline)
+        return self.receive(deadline)
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
 
     def close(self) -> None:
-        """Ask the helper to exit (EOF); kill it if it does not go quickly."""
-        for stream in (self._process.stdin, self._process.stdout):
-            with contextlib.suppress(OSError):
-                stream.close()  # type: ignore[union-attr]
+        """Ask the helper to exit (end of stream); kill it if it does not go quickly."""
+        with contextlib.suppress(OSError):
+            self._sock.close()
         try:
             self._process.wait(timeout=2)
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
-        # A helper that was killed could not remove its scratch directory.
-        scratch = getattr(self, "capabilities", {}).get("scratch")
-        if scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
+        # The (empty) directory the jail's root was mounted on, if the helper's launcher was killed
+        # before it could remove it; while any jail still uses it, rmdir fails and leaves it.
+        if getattr(self, "_mountpoint", None):
+            with contextlib.suppress(OSError):
+                os.rmdir(self._mountpoint)
 
-    def _write_all(self, data: bytes, deadline: float) -> None:
-        view = memoryview(data)
-        while view:
-            self._wait(self._to_helper, select.POLLOUT, deadline)
-            try:
-                view = view[os.write(self._to_helper, view) :]
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                raise HelperError(f"helper pipe closed: {exc}") from exc
-
-    def _read_exactly(self, size: int, deadline: float) -> bytes:
-        chunks, remaining = [], size
-        while remaining:
-            self._wait(self._from_helper, select.POLLIN, deadline)
-            chunk = os.read(self._from_helper, min(remaining, 1 << 20))
-            if not chunk:
-                raise HelperError(f"helper exited (code {self._process.poll()})")
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        return b"".join(chunks)
-
-    def _read_frame(self, deadline: float) -> dict[str, Any]:
-        (size,) = struct.unpack(">I", self._read_exactly(4, deadline))
+    def _read(self, deadline: float) -> tuple[dict[str, Any], list[int]]:
+        self._sock.settimeout(max(0.001, deadline - time.monotonic()))
         try:
-            message: dict[str, Any] = json.loads(self._read_exactly(size, deadline))
-        except ValueError as exc:
-            raise HelperError(f"helper sent a malformed frame: {exc}") from exc
-        return message
-
-    @staticmethod
-    def _wait(fd: int, event: int, deadline: float) -> None:
-        poller = select.poll()
-        poller.register(fd, event)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not poller.poll(remaining * 1000):
-            raise HelperError("helper did not answer in time")
+            received = frames.recv_frame(self._sock, _MAX_REPLY_BYTES)
+        except TimeoutError as exc:
+            raise HelperError("the helper did not answer in time") from exc
+        except frames.FrameError as exc:
+            raise HelperError(f"the helper sent a malformed frame: {exc}") from exc
+        except OSError as exc:
+            raise HelperError(f"the helper's socket failed: {exc}") from exc
+        if received is None:
+            raise HelperError(f"the helper exited (code {self._process.poll()})")
+        return received
 
 
 def sandbox_error(detail: str) -> dict[str, Any]:
@@ -133,14 +217,29 @@ def sandbox_error(detail: str) -> dict[str, Any]:
     return {"sandbox_error": detail}
 
 
-class ExecutorPool:
-    """Runs raw jobs (dicts for `helper.py`) on `workers` helpers; `submit` returns a Future."""
+@dataclass
+class _Helpers:
+    """The helpers one worker thread owns."""
 
-    def __init__(self, workers: int, *, fast: bool = True) -> None:
+    program: HelperProcess | None = None
+    checker: HelperProcess | None = None
+
+    def close(self) -> None:
+        for helper in (self.program, self.checker):
+            if helper is not None:
+                helper.close()
+        self.program = self.checker = None
+
+
+class ExecutorPool:
+    """Runs raw jobs ({"program": ..., "checker": ... | None}) on `workers` helper pairs."""
+
+    def __init__(self, workers: int, *, fast: bool = True, jail: JailOptions | None = None) -> None:
         if workers < 1:
             raise ValueError(f"workers: must be at least 1, got {workers}")
         self.workers = workers
         self.fast = fast
+        self.jail = jail or JailOptions.from_environment()
         self.fast_path_error: str | None = None
         self.capabilities: dict[str, Any] = {}
         self._queue: queue.SimpleQueue[tuple[dict[str, Any], Future[dict[str, Any]]] | None] = (
@@ -189,7 +288,7 @@ class ExecutorPool:
             self._threads.append(thread)
 
     def _work(self) -> None:
-        helper: HelperProcess | None = None
+        helpers = _Helpers()
         try:
             while (item := self._queue.get()) is not None:
                 job, future = item
@@ -198,10 +297,7 @@ class ExecutorPool:
                     self._running += 1
                 try:
                     if future.set_running_or_notify_cancel():
-                        if helper is None and self.fast and self.fast_path_error is None:
-                            helper = self._start_helper()
-                        result, helper = self._run(job, helper)
-                        future.set_result(result)
+                        future.set_result(self._run(job, helpers))
                 except Exception as exc:  # a bug here must not leave a caller waiting forever
                     if not future.done():
                         future.set_result(sandbox_error(f"sandbox pool error: {type(exc).__name__}: {exc}"))
@@ -209,39 +305,115 @@ class ExecutorPool:
                     with self._lock:
                         self._running -= 1
         finally:
-            if helper is not None:
-                helper.close()
+            helpers.close()
 
-    def _start_helper(self) -> HelperProcess | None:
+    def _warm(self, role: str, current: HelperProcess | None) -> HelperProcess | None:
+        """The warm helper of `role` (started when missing); None: use one-shot helpers."""
+        if not self.fast or self.fast_path_error is not None:
+            return None
+        if current is not None:
+            return current
         try:
-            helper = HelperProcess()
+            helper = HelperProcess(role, self.jail)
         except (HelperError, OSError) as exc:
             self.fast_path_error = f"warm helper unavailable, using a subprocess per run: {exc}"
             return None
-        self.capabilities = helper.capabilities
+        if role == "program":
+            self.capabilities = {"pid": helper.pid, **helper.isolation}
         return helper
 
-    def _run(
-        self, job: dict[str, Any], helper: HelperProcess | None
-    ) -> tuple[dict[str, Any], HelperProcess | None]:
-        """Run `job`; returns the raw result and the helper to keep (None when it had to go)."""
-        if helper is None:
-            return self._run_once(job), None
-        try:
-            return {**helper.run(job), "path": FORKSERVER_PATH}, helper
-        except (HelperError, OSError) as exc:
-            helper.close()
-            return sandbox_error(f"sandbox helper failed: {exc}"), None
+    def _run(self, job: dict[str, Any], helpers: _Helpers) -> dict[str, Any]:
+        helpers.program = self._warm("program", helpers.program)
+        if job.get("checker") is not None:
+            helpers.checker = self._warm("checker", helpers.checker)
+        warm = helpers.program is not None and (job.get("checker") is None or helpers.checker is not None)
+        if warm:
+            assert helpers.program is not None
+            result = _execute(job, helpers.program, helpers.checker)
+            if not helpers.program.alive() or result.get("_program_broken"):
+                helpers.program.close()
+                helpers.program = None
+            if helpers.checker is not None and (not helpers.checker.alive() or result.get("_checker_broken")):
+                helpers.checker.close()
+                helpers.checker = None
+            path = FORKSERVER_PATH
+        else:
+            result = self._run_once(job)
+            path = SUBPROCESS_PATH
+        result.pop("_program_broken", None)
+        result.pop("_checker_broken", None)
+        label = isolation_label(self.capabilities)
+        return {**result, "path": f"{path}+{label}"}
 
     def _run_once(self, job: dict[str, Any]) -> dict[str, Any]:
+        started: list[HelperProcess] = []
         try:
-            helper = HelperProcess(once=True)
+            program = HelperProcess("program", self.jail, once=True)
+            started.append(program)
+            self.capabilities = self.capabilities or {"pid": program.pid, **program.isolation}
+            checker = None
+            if job.get("checker") is not None:
+                checker = HelperProcess("checker", self.jail, once=True)
+                started.append(checker)
         except (HelperError, OSError) as exc:
+            for helper in started:
+                helper.close()
             return sandbox_error(f"could not start a sandbox process: {exc}")
-        self.capabilities = self.capabilities or helper.capabilities
         try:
-            return {**helper.run(job), "path": SUBPROCESS_PATH}
-        except (HelperError, OSError) as exc:
-            return sandbox_error(f"sandbox process failed: {exc}")
+            return _execute(job, program, checker)
         finally:
-            helper.close()
+            for helper in started:
+                helper.close()
+
+
+def _hand_over(
+    helper: HelperProcess,
+    job: dict[str, Any],
+    end: socket.socket,
+    deadline: float,
+    result: dict[str, Any],
+    role: str,
+    broken_flag: str,
+) -> bool:
+    """Send `job` with its end of the call socket (closed here either way); on failure mark `result`."""
+    try:
+        helper.send(job, [end.fileno()], deadline=deadline)
+        return True
+    except HelperError as exc:
+        result.update(sandbox_error(f"sandbox {role} failed: {exc}"), **{broken_flag: True})
+        return False
+    finally:
+        end.close()
+
+
+def _execute(job: dict[str, Any], program: HelperProcess, checker: HelperProcess | None) -> dict[str, Any]:
+    """One run on a program helper (and a checker helper for function-style tests).
+
+    A helper that fails is reported broken (`_program_broken` / `_checker_broken`) so the caller
+    replaces it; its side of the result is a sandbox error."""
+    program_job, checker_job = job["program"], job.get("checker")
+    deadline = time.monotonic() + float(program_job["time_limit_s"]) + REPLY_GRACE_S
+    result: dict[str, Any] = {}
+    if checker_job is None or checker is None:
+        try:
+            result["program"] = program.run(program_job)
+        except HelperError as exc:
+            return {**sandbox_error(f"sandbox helper failed: {exc}"), "_program_broken": True}
+        return result
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    program_sent = _hand_over(program, program_job, ours, deadline, result, "helper", "_program_broken")
+    checker_sent = _hand_over(checker, checker_job, theirs, deadline, result, "checker", "_checker_broken")
+    # Each side ends on its own: the program when the checker closes the call socket (or at its
+    # time limit), the checker when the tests end (or the program's end of stream).
+    if checker_sent:
+        try:
+            result["checker"] = checker.receive(deadline)
+        except HelperError as exc:
+            result.update(sandbox_error(f"sandbox checker failed: {exc}"), _checker_broken=True)
+            checker.close()  # closes its end of the call socket, so the program sees the end
+    if program_sent:
+        try:
+            result["program"] = program.receive(deadline)
+        except HelperError as exc:
+            result.update(sandbox_error(f"sandbox helper failed: {exc}"), _program_broken=True)
+    return result

@@ -11,7 +11,7 @@ answered 429 with Retry-After at once, never left hanging.
 API
 - POST /v1/execute        one ExecutionRequest           -> ExecutionResult
 - POST /v1/execute/batch  {"requests": [ExecutionRequest]} -> {"results": [ExecutionResult]}
-- GET  /healthz           liveness and what isolation the helpers have
+- GET  /healthz           liveness and the isolation in effect (which namespaces, which refused)
 - GET  /metrics           Prometheus text format
 """
 
@@ -38,7 +38,8 @@ from pydantic import ValidationError
 
 from tarot_jobs.sandbox.limits import RunLimits
 from tarot_jobs.sandbox.local import LocalSandbox
-from tarot_jobs.sandbox.types import ExecutionRequest, ExecutionResult, Verdict
+from tarot_jobs.sandbox.pool import JailOptions
+from tarot_jobs.sandbox.types import ExecutionRequest, ExecutionResult, TestSpec, Verdict
 
 _LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -152,13 +153,16 @@ class SandboxService:
         return web.json_response({"results": [r.model_dump(mode="json") for r in results]})
 
     async def _healthz(self, _: web.Request) -> web.Response:
+        """Liveness, and the isolation in effect: the label every result's `path` carries, the
+        namespaces entered and any the kernel refused (with why), and whether runs fell back."""
         return web.json_response(
             {
-                "status": "ok",
+                "status": "ok" if self.backend.fast_path_error is None else "degraded",
                 "workers": self.backend.workers,
                 "inflight": self.inflight,
                 "queued": self.waiting,
-                "isolation": self.backend.capabilities,
+                "isolation": self.backend.isolation,
+                "isolation_detail": self.backend.capabilities,
                 "fast_path_error": self.backend.fast_path_error,
             }
         )
@@ -241,11 +245,17 @@ async def serve(
     *,
     config: ServiceConfig | None = None,
     limits: RunLimits | None = None,
+    jail: JailOptions | None = None,
     on_ready: Callable[[str], None] = print,
 ) -> None:
-    """Run the service until SIGINT/SIGTERM."""
+    """Run the service until SIGINT/SIGTERM.
+
+    `jail` defaults to the environment (TAROT_SANDBOX_POD_BOUNDARY=1 on a sandbox
+    Deployment whose runtime refuses namespaces). One trivial run at start-up
+    builds a jail, so /healthz and the ready line say what isolation is in effect."""
     _make_undumpable()
-    with LocalSandbox(workers, limits=limits) as backend:
+    with LocalSandbox(workers, limits=limits, jail=jail) as backend:
+        await backend.run_async(ExecutionRequest(code="pass", tests=[TestSpec()]))
         service = SandboxService(backend, config)
         runner = web.AppRunner(service.app, access_log=None)
         await runner.setup()
@@ -257,7 +267,9 @@ async def serve(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         on_ready(
-            f"tarot sandbox listening on http://{bound_host}:{bound_port} with {backend.workers} workers"
+            f"tarot sandbox listening on http://{bound_host}:{bound_port} with {backend.workers} workers,"
+            f" isolation {backend.isolation}"
+            + (f" ({backend.fast_path_error})" if backend.fast_path_error else "")
         )
         try:
             await stop.wait()

@@ -34,8 +34,10 @@ class TestSpec(BaseModel):
     """One test as the sandbox sees it.
 
     stdin_stdout: `input` is stdin, `output` the expected stdout (None: no check,
-    verdict `completed`). function: `input` is Python code (asserts) run after
-    the program in the same namespace; an AssertionError is `wrong_answer`.
+    verdict `completed`). function: `input` is Python code (asserts) run by a
+    checker process that calls the program's `entry_point` (and any other name
+    the test uses but does not define) through a channel, with plain data; an
+    AssertionError is `wrong_answer`. The test code never enters the program's process.
     """
 
     __test__ = False
@@ -55,6 +57,16 @@ class ExecutionRequest(BaseModel):
     time_limit_s: float = Field(default=5.0, gt=0, le=300)
     memory_limit_mb: int = Field(default=512, gt=0, le=65536)
     float_tolerance: float | None = Field(default=None, ge=0)
+    checker_prelude: str | None = Field(
+        default=None,
+        description="function style: trusted code the checker runs before the tests (e.g. the helper"
+        " functions of a HumanEval prompt that a test uses), so the program cannot redefine them.",
+    )
+    strip_lines: bool = Field(
+        default=False,
+        description="stdin/stdout parity with the TAROT reference: compare whole lines after strip(),"
+        " ignoring leading spaces too (off by default: tarot trims only trailing whitespace).",
+    )
 
 
 class TestResult(BaseModel):
@@ -72,7 +84,15 @@ class TestResult(BaseModel):
 
 class ExecutionResult(BaseModel):
     results: list[TestResult]
-    path: str = Field(description="Which execution path ran: 'forkserver' or 'subprocess'.")
+    path: str = Field(
+        description="Which execution path ran ('forkserver' or 'subprocess') and the isolation in effect,"
+        " e.g. 'forkserver+jail(user,mnt,pid,net,ipc,uts)' or 'forkserver+pod-boundary(refused:user)'."
+    )
+
+    @property
+    def mode(self) -> str:
+        """'forkserver' or 'subprocess' (or 'remote' for a result the client made up)."""
+        return self.path.split("+", 1)[0]
 
     @property
     def infrastructure_failed(self) -> bool:

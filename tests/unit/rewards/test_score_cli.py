@@ -70,13 +70,14 @@ def test_score_with_a_policy_phase_only_runs_its_tiers(tmp_path: Path) -> None:
     assert [t["status"] for t in row["tests"]][1:] == ["not_run", "not_run", "wrong_answer", "not_run"]
 
 
-def test_score_names_the_bad_line_and_exits_1(tmp_path: Path) -> None:
+def test_score_names_the_bad_line_and_exits_2(tmp_path: Path) -> None:
+    """Bad input exits 2 (the CLI convention), naming the line or the option."""
     problems, completions = _write(tmp_path, [{"problem_id": "sum", "completion": GOLD}])
     completions.write_text(completions.read_text() + '{"problem_id": "nope", "completion": "x"}\n')
     result = CliRunner().invoke(app, ["score", str(problems), str(completions)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "completions.jsonl:2" in " ".join(result.output.split())
     assert "'nope' is not in the problem set" in " ".join(result.output.split())
     result = CliRunner().invoke(app, ["score", str(problems), str(completions), "--policy", "backwards"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "unknown curriculum policy 'backwards'" in " ".join(result.output.split())

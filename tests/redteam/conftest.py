@@ -1,0 +1,66 @@
+"""Red-team fixtures: two problems whose answers a program cannot compute, and hostile programs.
+
+`double` (function style) checks `double(x) == 2 * x`; every hostile program
+returns a wrong value and tries to be judged `passed` anyway. `secret`
+(stdin/stdout) expects a random token that only the data file holds; every
+hostile program tries to find it. Each attack must earn reward 0, have no test
+`passed`, and not pass itself off as a sandbox failure (reward None).
+
+Isolation assertions are made, or skipped with the reason; with
+TAROT_EXPECT_ISOLATION=full (CI) a missing capability fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from redteam_programs import double_problem, secret_problem
+
+from tarot_jobs.problems.loaders import save_problems
+from tarot_jobs.sandbox.limits import RunLimits
+from tarot_jobs.sandbox.local import LocalSandbox
+from tarot_jobs.sandbox.pool import isolation_features
+
+EXPECT_ISOLATION = "TAROT_EXPECT_ISOLATION"
+
+
+@pytest.fixture(scope="session")
+def token() -> str:
+    return "tok" + secrets.token_hex(12)
+
+
+@pytest.fixture(scope="session")
+def problems_file(tmp_path_factory: pytest.TempPathFactory, token: str) -> Path:
+    """The 'training data' on this machine's disk: what a program must not be able to read."""
+    path = tmp_path_factory.mktemp("data") / "problems.jsonl"
+    save_problems([double_problem(), secret_problem(token)], path)
+    os.chmod(path.parent, 0o755)
+    os.chmod(path, 0o644)  # readable by any uid: only the jail keeps a program from it
+    return path
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[LocalSandbox]:
+    with LocalSandbox(2, limits=RunLimits(max_output_bytes=1 << 20)) as backend:
+        yield backend
+
+
+@pytest.fixture
+def require_isolation() -> Callable[..., None]:
+    """`require_isolation(sandbox, "pid", "mnt")`: skip with the reason when missing, or fail when
+    TAROT_EXPECT_ISOLATION=full says CI expects the whole jail."""
+
+    def require(sandbox: LocalSandbox, *features: str) -> None:
+        missing = sorted(set(features) - isolation_features(sandbox.capabilities))
+        if not missing:
+            return
+        message = f"the sandbox lacks {', '.join(missing)} here (isolation: {sandbox.capabilities})"
+        if os.environ.get(EXPECT_ISOLATION) == "full":
+            pytest.fail(f"{message}; {EXPECT_ISOLATION}=full requires it")
+        pytest.skip(message)
+
+    return require

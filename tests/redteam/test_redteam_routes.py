@@ -1,0 +1,129 @@
+"""Every hostile program through `tarot score` and through the HTTP service: reward 0, nothing passed.
+
+Both start real processes (the CLI, the service) on this machine; the
+programs are the same as through the executor (redteam_programs.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import select
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from redteam_programs import (
+    FUNCTION_ATTACKS,
+    STDIN_ATTACKS,
+    double_problem,
+    function_completion,
+    secret_problem,
+    stdin_completion,
+)
+
+from tarot_jobs.curriculum.portfolio import get_policy
+from tarot_jobs.rewards.tiered import score_batch
+from tarot_jobs.sandbox.client import HttpSandbox
+from tarot_jobs.sandbox.local import LocalSandbox
+from tarot_jobs.sandbox.types import ExecutionRequest, TestSpec
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-c", "from tarot_jobs.cli import main; main()"]
+
+
+def _completions(problems_file: Path, with_stdin: bool) -> list[tuple[str, str, str]]:
+    """(attack name, problem id, completion) for every attack."""
+    found = [(name, "double", function_completion(name)) for name in sorted(FUNCTION_ATTACKS)]
+    if with_stdin:
+        found += [
+            (name, "secret", stdin_completion(name, str(problems_file), str(REPO)))
+            for name in sorted(STDIN_ATTACKS)
+        ]
+    return found
+
+
+def _jailed(sandbox: LocalSandbox, require_isolation: Callable[..., None]) -> bool:
+    """Whether the stdin attacks can run here (they need the jail's root); the function attacks
+    need no isolation at all, so they always run."""
+    sandbox.run_batch([ExecutionRequest(code="pass", tests=[TestSpec()])])
+    try:
+        require_isolation(sandbox, "mnt", "minimal-root", "pid", "net")
+    except pytest.skip.Exception as skipped:
+        print(f"stdin attacks left out: {skipped}")
+        return False
+    return True
+
+
+def test_tarot_score_gives_every_attack_nothing(
+    tmp_path: Path,
+    problems_file: Path,
+    sandbox: LocalSandbox,
+    require_isolation: Callable[..., None],
+) -> None:
+    attacks = _completions(problems_file, _jailed(sandbox, require_isolation))
+    completions = tmp_path / "completions.jsonl"
+    completions.write_text(
+        "".join(json.dumps({"problem_id": pid, "completion": text}) + "\n" for _, pid, text in attacks)
+    )
+    done = subprocess.run(
+        [*CLI, "score", str(problems_file), str(completions), "--json", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == len(attacks)
+    for (name, _, _), row in zip(attacks, rows, strict=True):
+        assert row["sandbox_failed"] is False, name
+        assert row["reward"] == 0.0, f"{name} earned {row['reward']}: {row['tests']}"
+        assert all(test["status"] != "passed" for test in row["tests"]), name
+
+
+@pytest.fixture(scope="module")
+def service() -> Iterator[str]:
+    process = subprocess.Popen(
+        [*CLI, "sandbox", "serve", "--host", "127.0.0.1", "--port", "0", "--workers", "2"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], 60)
+    line = process.stdout.readline() if ready else ""
+    match = re.search(r"http://[\d.]+:\d+", line)
+    if not match:
+        process.kill()
+        raise AssertionError(f"service did not start: {line!r}")
+    yield match.group(0)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+
+
+def test_the_service_gives_every_attack_nothing(
+    service: str,
+    problems_file: Path,
+    token: str,
+    sandbox: LocalSandbox,
+    require_isolation: Callable[..., None],
+) -> None:
+    health = httpx.get(f"{service}/healthz", timeout=10).json()
+    print(f"service isolation: {health['isolation']}")
+    attacks = _completions(problems_file, _jailed(sandbox, require_isolation))
+    problems = {"double": double_problem(), "secret": secret_problem(token)}
+    with HttpSandbox(service) as client:
+        details = score_batch(
+            [(problems[pid], text) for _, pid, text in attacks],
+            get_policy("static").phases[0],
+            client,
+            time_limit_s=5.0,
+        )
+    for (name, _, _), detail in zip(attacks, details, strict=True):
+        assert not detail.sandbox_failed, name
+        assert detail.reward == 0.0, f"{name} earned {detail.reward}: {detail.verdict_counts()}"
+        assert "passed" not in detail.verdict_counts(), name
