@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# CI sets this to 1: the tests that read the reference data then fail when it is missing, never skip.
+REQUIRE_REFERENCE_DATA = "TAROT_REQUIRE_REFERENCE_DATA"
 sys.path.insert(0, str(REPO / "hack"))
 
 from pytest_cluster import cluster, namespace  # noqa: E402, F401
@@ -37,4 +39,8 @@ def tarot_sample() -> Path:
         sample = directory / "tarot-sample.jsonl"
         if sample.is_file():
             return sample
-    pytest.skip("reference data shared/data/tarot-sample.jsonl not found (set TAROT_REFERENCE_DATA)")
+    where = ", ".join(str(d) for d in _reference_data_candidates())
+    message = f"reference data tarot-sample.jsonl not found in {where} (set TAROT_REFERENCE_DATA)"
+    if os.environ.get(REQUIRE_REFERENCE_DATA) == "1":
+        pytest.fail(f"{message}; {REQUIRE_REFERENCE_DATA}=1 (CI) requires it")
+    pytest.skip(message)

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import FrameType
 
 from .kube_api import KubeApi
+from .pids import kill_leftovers
 from .provisioner import provision_forever
 from .runner import PodRunner
 
@@ -32,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per request
 
     api = KubeApi(args.kubeconfig)
+    for pid in kill_leftovers(args.state_dir):
+        logging.warning("killed process group %s left by an earlier runner", pid)
     stop = threading.Event()
     runner = PodRunner(api, args.state_dir)
     provisioner = threading.Thread(

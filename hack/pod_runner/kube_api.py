@@ -33,6 +33,8 @@ class KubeApi:
         cfg = Configuration()
         kube_config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
         self.host = cfg.host.rstrip("/")
+        # The cluster's CA file (a path even when the kubeconfig embeds it): pods get it as their ca.crt.
+        self.ca_file: str | None = cfg.ssl_ca_cert
         headers = {}
         token = (cfg.api_key or {}).get("authorization")
         if token:
@@ -73,6 +75,13 @@ class KubeApi:
         if response.status_code >= 300:
             raise ApiError(response.status_code, _message(response.text))
         return response.json() if response.content else {}
+
+    def get_text(self, path: str, params: dict[str, Any] | None = None) -> str:
+        """A GET whose answer is not JSON (a pod's log)."""
+        response = self._client.get(path, params=params)
+        if response.status_code >= 300:
+            raise ApiError(response.status_code, _message(response.text))
+        return response.text
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> JSON:
         return self.request("GET", path, params=params)
@@ -117,7 +126,10 @@ class KubeApi:
             timeoutSeconds=str(timeout_seconds),
             allowWatchBookmarks="true",
         )
-        with self._stream_client.stream("GET", path, params=query) as response:
+        # The server ends the watch after timeout_seconds; a connection silent for longer is dead
+        # (bookmarks arrive meanwhile), so reading gives up then instead of blocking forever.
+        timeout = httpx.Timeout(30.0, read=timeout_seconds + 30.0)
+        with self._stream_client.stream("GET", path, params=query, timeout=timeout) as response:
             if response.status_code >= 300:
                 raise ApiError(response.status_code, _message(response.read().decode()))
             for line in response.iter_lines():

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .environment import ContainerConfigError, EnvironmentResolver, expand
+from .identity import write_identity
 from .kube_api import JSON, KubeApi
 from .volumes import PathMap, VolumeBuilder, container_paths
 
@@ -36,8 +37,9 @@ def pod_dir(state_dir: Path, pod: JSON) -> Path:
     return state_dir / "pods" / meta["namespace"] / f"{meta['name']}-{meta['uid'][:8]}"
 
 
-def _base_env(pod: JSON, api: KubeApi, home: Path) -> dict[str, str]:
-    """What a container gets before the pod's own env: PATH with this Python first, and the service env."""
+def _base_env(pod: JSON, api: KubeApi, home: Path, kubeconfig: Path | None) -> dict[str, str]:
+    """What a container gets before the pod's own env: PATH with this Python first, the service env,
+    and KUBECONFIG with the pod's ServiceAccount identity (see identity.py)."""
     python_bin = str(Path(sys.executable).parent)
     server = urlparse(api.host)
     env = {
@@ -49,8 +51,10 @@ def _base_env(pod: JSON, api: KubeApi, home: Path) -> dict[str, str]:
         "KUBERNETES_SERVICE_PORT": str(server.port or 443),
     }
     for name in filter(None, os.environ.get(PASS_ENV_VARIABLE, "").split(",")):
-        if name in os.environ:
+        if name in os.environ and name != "KUBECONFIG":  # never the runner's own (admin) credentials
             env[name] = os.environ[name]
+    if kubeconfig is not None:
+        env["KUBECONFIG"] = str(kubeconfig)
     return env
 
 
@@ -77,7 +81,8 @@ def prepare(api: KubeApi, pod: JSON, node: JSON | None, state_dir: Path) -> Laun
     paths = container_paths(container, volumes, directory)
 
     own_env = resolver.container_env(container)
-    env = _base_env(pod, api, home)
+    kubeconfig = write_identity(api, pod, directory / "serviceaccount")
+    env = _base_env(pod, api, home, kubeconfig)
     env.update({name: paths.translate(value) for name, value in own_env.items()})
 
     words = [*(container.get("command") or []), *(container.get("args") or [])]

@@ -12,7 +12,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import pod_status
+import httpx
+
+from . import pids, pod_status
 from .container import LocalContainer, cri_timestamp
 from .kube_api import JSON, ApiError, KubeApi
 from .launch import ContainerConfigError, StartError, pod_dir, prepare
@@ -22,6 +24,8 @@ log = logging.getLogger(__name__)
 CONFIG_RETRY_SECONDS = 2.0
 MAX_BACKOFF_SECONDS = 30.0  # the kubelet backs off 10 s doubling to 5 min; tests cannot wait that long
 TERMINATION_MESSAGE_LIMIT = 4096
+LOGS_SERVED_TIMEOUT_SECONDS = 30.0
+STATUS_RETRY_MAX_SECONDS = 5.0
 
 
 class PodSupervisor(threading.Thread):
@@ -68,12 +72,23 @@ class PodSupervisor(threading.Thread):
             self.on_exit(self.uid)
 
     def _patch(self, body: JSON) -> None:
-        if self._stop_requested.is_set():
-            return
-        try:
-            self.api.strategic_patch(self.path + "/status", body)
-        except ApiError as err:
-            log.warning("status of %s not written: %s", self.path, err)
+        """Write the pod status, retrying while the API server is unreachable or overloaded: a lost
+        terminal status would leave the pod Running forever and its Job waiting on it."""
+        delay = 0.2
+        while not self._stop_requested.is_set():
+            try:
+                self.api.strategic_patch(self.path + "/status", body)
+                return
+            except ApiError as err:
+                if err.status < 500 and err.status != 429:  # e.g. 404: the pod is gone
+                    log.warning("status of %s not written: %s", self.path, err)
+                    return
+                problem = str(err)
+            except httpx.HTTPError as err:
+                problem = f"{type(err).__name__}: {err}"
+            log.warning("status of %s not written (%s); retrying in %.1fs", self.path, problem, delay)
+            self._stop_requested.wait(delay)
+            delay = min(delay * 2, STATUS_RETRY_MAX_SECONDS)
 
     def _run(self) -> None:
         spec = self.pod["spec"]
@@ -105,9 +120,11 @@ class PodSupervisor(threading.Thread):
             except StartError as err:
                 outcome = pod_status.Outcome(128, cri_timestamp(), cri_timestamp(), str(err))
             else:
-                self._ensure_logs_object(log_path)
                 if log_path.exists():  # the previous run's log becomes `kubectl logs --previous`
                     log_path.replace(log_path.with_suffix(".previous.log"))
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                log_path.touch()  # kwok answers an error for a missing file, an empty log for an empty one
+                self._ensure_logs_object(log_path)
                 outcome = self._run_once(
                     launch.argv,
                     launch.env,
@@ -164,9 +181,7 @@ class PodSupervisor(threading.Thread):
             process = LocalContainer(argv, env, cwd, log_path)
         except OSError as err:
             return pod_status.Outcome(128, started_at, cri_timestamp(), f"exec: {err}")
-        pid_file = self.state_dir / "pids" / self.uid
-        pid_file.parent.mkdir(parents=True, exist_ok=True)
-        pid_file.write_text(str(process.pid))
+        pid_file = pids.record(self.state_dir, self.uid, process.pid)
         log.info("%s started: pid %s: %s", self.path, process.pid, " ".join(argv))
         self._patch(
             pod_status.running(self.pod, self.host_ip, start_time, started_at, process.pid, restarts, last)
@@ -238,7 +253,25 @@ class PodSupervisor(threading.Thread):
         except ApiError as err:
             if err.status != 409:
                 log.warning("no Logs object for %s (kubectl logs will not work): %s", self.path, err)
+                return
         self._logs_object_created = True
+        self._wait_until_logs_are_served()
+
+    def _wait_until_logs_are_served(self) -> None:
+        """kwok finds a Logs object through its informer, a moment after it is created; until then it
+        answers "no logs found". The pod is reported Running only once its log is served, so that
+        `kubectl logs` works from the first moment a client can see the pod running (or finished)."""
+        container = self.pod["spec"]["containers"][0]["name"]
+        deadline = time.monotonic() + LOGS_SERVED_TIMEOUT_SECONDS
+        while not self._stop_requested.is_set():
+            try:
+                self.api.get_text(self.path + "/log", params={"container": container})
+                return
+            except ApiError as err:
+                if time.monotonic() > deadline:
+                    log.warning("kwok does not serve the log of %s yet: %s", self.path, err)
+                    return
+            self._stop_requested.wait(0.05)
 
 
 def _termination_message(path: Path) -> str:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .environment import ContainerConfigError, EnvironmentResolver
-from .kube_api import JSON, ApiError
+from .identity import DEFAULT_TOKEN_SECONDS, request_token
+from .kube_api import JSON
 
 log = logging.getLogger(__name__)
 
@@ -146,31 +147,12 @@ class VolumeBuilder:
 
     def write_token(self, target: Path, spec: JSON) -> None:
         """A bound service-account token from the TokenRequest API, as the kubelet writes it."""
-        meta = self.pod["metadata"]
-        account = self.pod["spec"].get("serviceAccountName") or "default"
-        request: JSON = {
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": {
-                "audiences": [spec["audience"]] if spec.get("audience") else [],
-                "expirationSeconds": spec.get("expirationSeconds", 3607),
-                "boundObjectRef": {
-                    "apiVersion": "v1",
-                    "kind": "Pod",
-                    "name": meta["name"],
-                    "uid": meta["uid"],
-                },
-            },
-        }
-        try:
-            answer = self.api.create(
-                f"/api/v1/namespaces/{meta['namespace']}/serviceaccounts/{account}/token", request
-            )
-        except ApiError as err:
-            raise ContainerConfigError(f"service account token for {account!r}: {err}") from err
+        token = request_token(
+            self.api, self.pod, spec.get("audience"), spec.get("expirationSeconds", DEFAULT_TOKEN_SECONDS)
+        )
         path = target / spec["path"]
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(answer["status"]["token"])
+        path.write_text(token)
         os.chmod(path, 0o600)
 
 

@@ -1,8 +1,15 @@
 """The `tarot` console script.
 
-Each module in COMMAND_MODULES owns one group of subcommands and exposes
-`register(app)`. Modules import their heavy dependencies (torch, trl) inside
-the command functions, so `tarot --help` and the sandbox stay light.
+Each module in COMMAND_MODULES owns one command or group and exposes
+`register(app)`, the only place commands are registered (command functions
+carry no decorators). Modules import their heavy dependencies (torch, trl)
+inside the command functions, so `tarot --help` and the sandbox stay light.
+
+  output.py         the one Console pair, `fail`/`exit_codes` and the exit codes
+                    (0 ok, 1 the work failed, 2 bad input, 3 service unavailable),
+                    and the stage result file ($TAROT_RESULT_FILE)
+  stage_options.py  what the stage commands share: SPEC, --data, --model-cache, tables
+  stage_results.py  each stage's output cut down to its small JSON result
 """
 
 from __future__ import annotations
@@ -17,12 +24,14 @@ COMMAND_MODULES: tuple[str, ...] = (
     "data",
     "curriculum",
     "validate",
+    "crd",
     "score",
     "probe",
     "select",
     "train",
     "evaluate",
     "run",
+    "operator",
 )
 
 app = typer.Typer(

@@ -5,15 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from tarot_jobs.cli.output import exit_codes, stdout
 from tarot_jobs.curriculum.policy import CurriculumPolicy, Phase, tier_letters, tier_order
-from tarot_jobs.curriculum.portfolio import PORTFOLIO, UnknownPolicyError, get_policy
+from tarot_jobs.curriculum.portfolio import PORTFOLIO, get_policy
 from tarot_jobs.problems.model import ALL_TIERS
-
-curriculum_app = typer.Typer(help="The curriculum policy portfolio.", no_args_is_help=True)
-_console = Console()
 
 
 def _schedule(policy: CurriculumPolicy) -> str:
@@ -25,7 +22,6 @@ def _weights(phase: Phase, only_allowed: bool = False) -> str:
     return " ".join(f"{t.value[0].upper()}={phase.weights[t]:g}" for t in tiers)
 
 
-@curriculum_app.command("list")
 def list_command() -> None:
     """Every policy in the portfolio: schedule, weights and length."""
     table = Table(
@@ -38,23 +34,19 @@ def list_command() -> None:
     for name, policy in PORTFOLIO.items():
         weights = "/".join(f"{policy.phases[0].weights[t]:g}".removeprefix("0") for t in ALL_TIERS)
         table.add_row(name, _schedule(policy), weights, str(policy.epochs))
-    _console.print(table)
-    _console.print("`random` shuffles its tier order with the spec's curriculum.seed (listed: seed 0).")
-    _console.print("`tarot curriculum show NAME` prints a policy phase by phase.")
+    stdout.print(table)
+    stdout.print("`random` shuffles its tier order with the spec's curriculum.seed (listed: seed 0).")
+    stdout.print("`tarot curriculum show NAME` prints a policy phase by phase.")
 
 
-@curriculum_app.command("show")
 def show_command(
     name: Annotated[str, typer.Argument(help="A policy name from `tarot curriculum list`.")],
     seed: Annotated[int, typer.Option(help="Seed of the random policy's tier order.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the policy as JSON.")] = False,
 ) -> None:
     """One policy, phase by phase."""
-    try:
+    with exit_codes():
         policy = get_policy(name, seed=seed)
-    except UnknownPolicyError as exc:
-        _console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
     if as_json:
         print(policy.model_dump_json(indent=2))
         return
@@ -70,8 +62,11 @@ def show_command(
             tier_letters(phase.tiers),
             _weights(phase, only_allowed=True),
         )
-    _console.print(table)
+    stdout.print(table)
 
 
 def register(app: typer.Typer) -> None:
+    curriculum_app = typer.Typer(help="The curriculum policy portfolio.", no_args_is_help=True)
+    curriculum_app.command("list")(list_command)
+    curriculum_app.command("show")(show_command)
     app.add_typer(curriculum_app, name="curriculum")

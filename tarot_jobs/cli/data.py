@@ -1,10 +1,12 @@
-"""`tarot data`: look at problem sets before training on them.
+"""`tarot data`: problem sets before training on them.
 
 `tarot data check PATH` runs every gold solution on every test of its problem
 in the sandbox and reports (and optionally writes out) what is usable.
-Exit codes: 0 the check ran (even when tests were dropped), 2 the input could
-not be read, 3 the sandbox failed (its verdicts say nothing about the tests),
-1 the cleaned set could not be written.
+`tarot data prepare SPEC --out DIR` is the run's data stage: the spec's problems
+loaded, split and checked into DIR/{train,heldout}.jsonl and check.json.
+Exit codes (cli/output.py): 0 done (even when tests were dropped), 2 the input
+could not be read, 3 the sandbox failed (its verdicts say nothing about the
+tests), 1 an output could not be written.
 """
 
 from __future__ import annotations
@@ -16,23 +18,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
+from tarot_jobs.cli.output import ExitCode, exit_codes, fail, reporter, stderr, stdout, write_result
+from tarot_jobs.cli.stage_options import SpecArgument, read_spec
+from tarot_jobs.cli.stage_results import data_result
 from tarot_jobs.problems.check import CheckReport, check_problems
-from tarot_jobs.problems.errors import ProblemDataError
 from tarot_jobs.problems.loaders import LoadResult, load_problems, save_problems
-from tarot_jobs.sandbox.types import SandboxUnavailable
-
-EXIT_UNREADABLE = 2
-EXIT_SANDBOX_FAILED = 3
-EXIT_CANNOT_WRITE = 1
-
-data_app = typer.Typer(help="Inspect and validate problem sets.", no_args_is_help=True)
-_stdout = Console()
-_stderr = Console(stderr=True)
 
 
 class RecordFormat(StrEnum):
@@ -42,8 +35,7 @@ class RecordFormat(StrEnum):
     HUMANEVAL = "humaneval"
 
 
-@data_app.command("check")
-def check(
+def check_command(
     path: Annotated[
         str,
         typer.Argument(
@@ -89,20 +81,12 @@ def check(
     ] = None,
 ) -> None:
     """Run every gold solution on all its tests; drop invalid tests and report usable problems."""
-    try:
+    started = time.monotonic()
+    with exit_codes():
         loaded = load_problems(
             path, format=record_format.value, on_error="skip" if skip_bad_records else "raise"
         )
-    except ProblemDataError as exc:
-        _error(str(exc))
-        raise typer.Exit(EXIT_UNREADABLE) from exc
-
-    started = time.monotonic()
-    try:
         report = _run_check(loaded, timeout, memory_mb, workers, sandbox_url, not allow_missing_tiers)
-    except SandboxUnavailable as exc:
-        _error(f"sandbox unavailable: {exc}")
-        raise typer.Exit(EXIT_SANDBOX_FAILED) from exc
     elapsed = time.monotonic() - started
 
     if as_json:
@@ -113,18 +97,41 @@ def check(
         _print_human(report, loaded, elapsed)
 
     if report.infrastructure_errors:
-        _error(
+        fail(
             f"the sandbox failed on {len(report.infrastructure_errors)} test(s); "
-            "their validity is unknown" + (", so nothing was written" if out else "")
+            "their validity is unknown" + (", so nothing was written" if out else ""),
+            ExitCode.UNAVAILABLE,
         )
-        raise typer.Exit(EXIT_SANDBOX_FAILED)
     if out is not None:
         try:
             save_problems(report.cleaned, out)
         except OSError as exc:
-            _error(f"cannot write {out}: {exc.strerror or exc}")
-            raise typer.Exit(EXIT_CANNOT_WRITE) from exc
-        _stderr.print(Text(f"wrote {len(report.cleaned)} usable problem(s) to {out}"))
+            fail(f"cannot write {out}: {exc.strerror or exc}", ExitCode.FAILED)
+        stderr.print(Text(f"wrote {len(report.cleaned)} usable problem(s) to {out}"))
+
+
+def prepare_command(
+    spec_file: SpecArgument,
+    out: Annotated[Path, typer.Option("--out", help="Directory for train.jsonl, heldout.jsonl, check.json.")],
+) -> None:
+    """The run's data stage: load the spec's problems, split them, check their tests (dataset.check)."""
+    from tarot_jobs.pipeline.context import open_sandbox
+    from tarot_jobs.pipeline.stages.data import prepare_data, write_data
+
+    spec = read_spec(spec_file)
+    report = reporter()
+    with exit_codes(), open_sandbox(spec) as sandbox:
+        data = prepare_data(spec, sandbox, report.log)
+    try:
+        write_data(data, out)
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc.strerror or exc}", ExitCode.FAILED)
+    result = data_result(data.summary)
+    write_result(result)
+    stdout.print(
+        f"{result.train} training and {result.heldout} held-out problems in {out}"
+        + (f"; the check dropped {result.dropped}" if result.dropped else "")
+    )
 
 
 def _run_check(
@@ -139,10 +146,8 @@ def _run_check(
 
     backend = backend_for(sandbox_url, workers)
     total_tests = sum(len(problem.tests) for problem in loaded.problems)
-    columns = (TextColumn("checking tests"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
-        with Progress(*columns, console=_stderr, transient=True) as bar:
-            task = bar.add_task("check", total=total_tests)
+        with reporter().task("checking tests", total_tests) as task:
             return check_problems(
                 loaded.problems,
                 backend,
@@ -151,7 +156,7 @@ def _run_check(
                 require_all_tiers=require_all_tiers,
                 # Small chunks keep the bar moving; two in flight keep every worker busy.
                 chunk_size=max(4, 2 * getattr(backend, "workers", workers or 2)),
-                progress=lambda done: bar.advance(task, done),
+                progress=task.advance,
             )
     finally:
         close = getattr(backend, "close", None)
@@ -168,7 +173,7 @@ def _print_human(report: CheckReport, loaded: LoadResult, elapsed: float) -> Non
     table.add_row(
         "(none)", str(report.untiered.total), str(report.untiered.valid), str(report.untiered.invalid)
     )
-    _stdout.print(table)
+    stdout.print(table)
 
     if report.invalid:
         invalid = Table(title="Invalid tests (dropped)")
@@ -179,19 +184,19 @@ def _print_human(report: CheckReport, loaded: LoadResult, elapsed: float) -> Non
             invalid.add_row(
                 Text(bad.problem_id), tier_name, str(bad.test_index), bad.reason.value, Text(bad.detail)
             )
-        _stdout.print(invalid)
+        stdout.print(invalid)
     # Text() everywhere below: ids, paths and details may contain [brackets] that are not rich markup.
     for problem in report.unusable:
-        _stdout.print(Text(f"unusable: {problem.problem_id}: {problem.why}"))
+        stdout.print(Text(f"unusable: {problem.problem_id}: {problem.why}"))
     if any(problem.missing_tiers for problem in report.unusable):
-        _stdout.print(
+        stdout.print(
             Text("hint: --allow-missing-tiers keeps problems that lack a tier (e.g. HumanEval-style sets)")
         )
     for record in loaded.skipped:
-        _stdout.print(Text(f"skipped record: {record}"))
+        stdout.print(Text(f"skipped record: {record}"))
     for error in report.infrastructure_errors:
-        _stdout.print(Text(f"sandbox error: {error.problem_id} test {error.test_index}: {error.detail}"))
-    _stdout.print(
+        stdout.print(Text(f"sandbox error: {error.problem_id} test {error.test_index}: {error.detail}"))
+    stdout.print(
         Text(
             f"{report.usable_problems} of {report.problems} problems usable, {len(report.invalid)} invalid "
             f"test(s) dropped; checked in {elapsed:.1f}s"
@@ -199,9 +204,8 @@ def _print_human(report: CheckReport, loaded: LoadResult, elapsed: float) -> Non
     )
 
 
-def _error(message: str) -> None:
-    _stderr.print(Text.assemble(("error: ", "bold red"), message))
-
-
 def register(app: typer.Typer) -> None:
+    data_app = typer.Typer(help="Inspect, validate and prepare problem sets.", no_args_is_help=True)
+    data_app.command("check")(check_command)
+    data_app.command("prepare")(prepare_command)
     app.add_typer(data_app, name="data")

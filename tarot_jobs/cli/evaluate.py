@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from tarot_jobs.cli.output import exit_codes, reporter, stdout, write_result
 from tarot_jobs.cli.stage_options import (
     DataOption,
     ModelCacheOption,
@@ -15,9 +16,8 @@ from tarot_jobs.cli.stage_options import (
     model_cache,
     pass_rate_table,
     read_spec,
-    stage_errors,
-    stdout,
 )
+from tarot_jobs.cli.stage_results import evaluate_result
 
 
 def evaluate_command(
@@ -33,19 +33,19 @@ def evaluate_command(
 ) -> None:
     """pass@1 (and pass@k for k = evaluation.samples > 1) per tier, on held-out and extra problem sets."""
     from tarot_jobs.pipeline.context import base_model, open_sandbox, stage_data
-    from tarot_jobs.pipeline.progress import Reporter
     from tarot_jobs.pipeline.stages.evaluate import load_extra_problems, run_evaluation
 
     spec = read_spec(spec_file)
-    reporter = Reporter()
-    with stage_errors():
+    report = reporter()
+    with exit_codes():
         load_extra_problems(spec)
         if model is not None and not Path(model).exists() and spec.model.name != model:
-            reporter.log(f"--model {model} is not a local path; loading it as a hub id")
+            report.log(f"--model {model} is not a local path; loading it as a hub id")
         with open_sandbox(spec) as sandbox:
-            run_data = stage_data(spec, data, sandbox, reporter)
-            path = model or base_model(spec, run_data, model_cache(cache), reporter).path
-            result = run_evaluation(spec, run_data.heldout, path, sandbox, out, reporter)
+            run_data = stage_data(spec, data, sandbox, report)
+            path = model or base_model(spec, run_data, model_cache(cache), report).path
+            result = run_evaluation(spec, run_data.heldout, path, sandbox, out, report)
+    write_result(evaluate_result(result))
     if as_json:
         print(json.dumps(result, indent=2))
         return

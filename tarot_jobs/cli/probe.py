@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from tarot_jobs.cli.output import exit_codes, reporter, stdout, write_result
 from tarot_jobs.cli.stage_options import (
     DataOption,
     ModelCacheOption,
@@ -15,9 +16,8 @@ from tarot_jobs.cli.stage_options import (
     capability_table,
     model_cache,
     read_spec,
-    stage_errors,
-    stdout,
 )
+from tarot_jobs.cli.stage_results import probe_result
 
 
 def probe_command(
@@ -31,15 +31,15 @@ def probe_command(
 ) -> None:
     """Sample k completions per held-out problem with the base model, score every tier: capability.json."""
     from tarot_jobs.pipeline.context import base_model, open_sandbox, stage_data
-    from tarot_jobs.pipeline.progress import Reporter
     from tarot_jobs.pipeline.stages.probe import run_probe
 
     spec = read_spec(spec_file)
-    reporter = Reporter()
-    with stage_errors(), open_sandbox(spec) as sandbox:
-        run_data = stage_data(spec, data, sandbox, reporter)
-        base = base_model(spec, run_data, model_cache(cache), reporter)
-        capability = run_probe(spec, run_data.heldout, base, sandbox, out, reporter)
+    report = reporter()
+    with exit_codes(), open_sandbox(spec) as sandbox:
+        run_data = stage_data(spec, data, sandbox, report)
+        base = base_model(spec, run_data, model_cache(cache), report)
+        capability = run_probe(spec, run_data.heldout, base, sandbox, out, report)
+    write_result(probe_result(capability))
     if as_json:
         print(json.dumps(capability, indent=2))
     else:

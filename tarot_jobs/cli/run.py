@@ -7,14 +7,8 @@ from typing import Annotated
 
 import typer
 
-from tarot_jobs.cli.stage_options import (
-    ModelCacheOption,
-    SpecArgument,
-    pass_rate_table,
-    read_spec,
-    stage_errors,
-    stdout,
-)
+from tarot_jobs.cli.output import exit_codes, reporter, stdout
+from tarot_jobs.cli.stage_options import ModelCacheOption, SpecArgument, pass_rate_table, read_spec
 
 
 def run_command(
@@ -27,13 +21,11 @@ def run_command(
 ) -> None:
     """Check data, probe, select, train every phase, evaluate base and final, report; reruns resume."""
     from tarot_jobs.lifecycle.local import run_pipeline
-    from tarot_jobs.pipeline.progress import Reporter
 
     read_spec(spec_file)  # a bad spec fails here, naming its fields, before anything else happens
     root = workdir or Path("runs") / spec_file.stem
-    reporter = Reporter()
-    with stage_errors():
-        report = run_pipeline(spec_file, root, reporter, model_cache=cache)
+    with exit_codes():
+        report = run_pipeline(spec_file, root, reporter(), model_cache=cache)
     policy = report["policy"]
     stdout.print(
         f"capability {report['capability']['score']:.3f} -> policy {policy['name']}: {policy['reason']}"

@@ -8,14 +8,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from tarot_jobs.cli.output import ExitCode, stdout
 from tarot_jobs.sandbox.types import ExecutionRequest, ExecutionResult, ProgramKind, TestSpec, Verdict
-
-sandbox_app = typer.Typer(help="The sandboxed executor for model-written programs.", no_args_is_help=True)
-_console = Console()
 
 
 def _read_text(path: Path | None, option: str) -> str | None:
@@ -27,7 +24,6 @@ def _read_text(path: Path | None, option: str) -> str | None:
         raise typer.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint=option) from exc
 
 
-@sandbox_app.command("serve")
 def serve_command(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
     port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8080,
@@ -51,7 +47,6 @@ def serve_command(
     asyncio.run(serve(host, port, workers, config=config, on_ready=lambda line: print(line, flush=True)))
 
 
-@sandbox_app.command("exec")
 def exec_command(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The Python program to run.")],
     stdin: Annotated[Path | None, typer.Option("--stdin", help="File fed to the program's stdin.")] = None,
@@ -102,7 +97,7 @@ def exec_command(
     else:
         _show(result)
     if result.results[0].status not in (Verdict.PASSED, Verdict.COMPLETED):
-        raise typer.Exit(1)
+        raise typer.Exit(int(ExitCode.FAILED))
 
 
 def _show(result: ExecutionResult) -> None:
@@ -116,11 +111,14 @@ def _show(result: ExecutionResult) -> None:
     table.add_row("wall", f"{test.wall_ms:.1f} ms")
     table.add_row("cpu", f"{test.cpu_ms:.1f} ms")
     table.add_row("path", result.path)
-    _console.print(table)
+    stdout.print(table)
     for name, text in (("stdout", test.stdout), ("stderr", test.stderr)):
         if text:
-            _console.print(Panel(text.rstrip("\n"), title=name, expand=False))
+            stdout.print(Panel(text.rstrip("\n"), title=name, expand=False))
 
 
 def register(app: typer.Typer) -> None:
+    sandbox_app = typer.Typer(help="The sandboxed executor for model-written programs.", no_args_is_help=True)
+    sandbox_app.command("serve")(serve_command)
+    sandbox_app.command("exec")(exec_command)
     app.add_typer(sandbox_app, name="sandbox")

@@ -13,22 +13,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
-from tarot_jobs.curriculum.portfolio import UnknownPolicyError, get_policy
+from tarot_jobs.cli.output import BadInput, exit_codes, reporter, stdout
+from tarot_jobs.curriculum.portfolio import get_policy
 from tarot_jobs.problems.model import ALL_TIERS, Problem
 from tarot_jobs.rewards.tiered import RewardDetail, score_batch
 
 # Completions per sandbox batch: enough to keep the workers busy, few enough to show progress.
 CHUNK = 64
 
-_out = Console(highlight=False)
-_err = Console(stderr=True, highlight=False, soft_wrap=True)  # error lines stay whole (file:line)
 
-
-class CompletionsError(ValueError):
+class CompletionsError(BadInput):
     """A completions file that cannot be scored; the message names the line."""
 
 
@@ -100,7 +96,7 @@ def _print_table(details: list[RewardDetail]) -> None:
         table.add_row(
             str(i), detail.problem_id, reward, *tallies, failures if detail.code_found else "no code"
         )
-    _out.print(table)
+    stdout.print(table)
     scored = [d for d in details if d.reward is not None]
     mean = sum(d.reward for d in scored if d.reward is not None) / len(scored) if scored else float("nan")
     rates = []
@@ -110,9 +106,9 @@ def _print_table(details: list[RewardDetail]) -> None:
             passed = sum(d.tiers[tier].passed for d in scored if tier in d.tiers)
             rates.append(f"{tier.value} {passed}/{total}")
     failed = len(details) - len(scored)
-    _out.print(f"mean reward {mean:.3f} over {len(scored)} completion(s); tests passed: {', '.join(rates)}")
+    stdout.print(f"mean reward {mean:.3f} over {len(scored)} completion(s); tests passed: {', '.join(rates)}")
     if failed:
-        _out.print(f"[yellow]{failed} completion(s) not scored: the sandbox failed[/yellow]")
+        stdout.print(f"[yellow]{failed} completion(s) not scored: the sandbox failed[/yellow]")
 
 
 def score_command(
@@ -145,41 +141,36 @@ def score_command(
     ] = None,
 ) -> None:
     """Score saved completions with the tiered reward; every test is reported in the problem's order."""
-    from tarot_jobs.problems.errors import ProblemFormatError, ProblemSourceError
     from tarot_jobs.problems.loaders import load_problems
     from tarot_jobs.sandbox.client import backend_for
 
-    try:
+    with exit_codes():
         policy = get_policy(policy_name)
         loaded = load_problems(problems_source)
         problems = {p.id: p for p in loaded.problems}
         pairs = read_completions(completions_file, problems)
-    except (UnknownPolicyError, ProblemFormatError, ProblemSourceError, CompletionsError) as exc:
-        _err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-    phase = policy.phase_at(progress)
-    items = [(problems[pid], completion) for pid, completion in pairs]
-    backend = backend_for(sandbox_url, workers)
-    details: list[RewardDetail] = []
-    try:
-        with Progress(console=_err, transient=True) as bar:
-            task = bar.add_task(f"scoring ({policy.name}, phase {phase.label()})", total=len(items))
-            for chunk in _chunks(items):
-                details += score_batch(
-                    chunk,
-                    phase,
-                    backend,
-                    normalize=not raw,
-                    time_limit_s=time_limit,
-                    memory_limit_mb=memory_limit,
-                    float_tolerance=float_tolerance,
-                    run_untiered=True,
-                )
-                bar.advance(task, len(chunk))
-    finally:
-        close = getattr(backend, "close", None)
-        if callable(close):
-            close()
+        phase = policy.phase_at(progress)
+        items = [(problems[pid], completion) for pid, completion in pairs]
+        backend = backend_for(sandbox_url, workers)
+        details: list[RewardDetail] = []
+        try:
+            with reporter().task(f"scoring ({policy.name}, phase {phase.label()})", len(items)) as task:
+                for chunk in _chunks(items):
+                    details += score_batch(
+                        chunk,
+                        phase,
+                        backend,
+                        normalize=not raw,
+                        time_limit_s=time_limit,
+                        memory_limit_mb=memory_limit,
+                        float_tolerance=float_tolerance,
+                        run_untiered=True,
+                    )
+                    task.advance(len(chunk))
+        finally:
+            close = getattr(backend, "close", None)
+            if callable(close):
+                close()
     if as_json:
         for detail in details:
             print(_json_line(detail))

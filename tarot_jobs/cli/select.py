@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tarot_jobs.cli.stage_options import SpecArgument, read_spec, stage_errors, stdout
+from tarot_jobs.cli.output import exit_codes, stdout
+from tarot_jobs.cli.stage_options import SpecArgument, read_spec
 from tarot_jobs.curriculum.policy import tier_letters, tier_order
 
 
@@ -24,7 +25,7 @@ def select_command(
     from tarot_jobs.pipeline.stages.select import select, write_policy
 
     spec = read_spec(spec_file)
-    with stage_errors():
+    with exit_codes():
         selection = select(spec, capability)
         target = write_policy(selection, out)
     table = Table(title=f"Policy {selection.policy.name} ({selection.rule})", caption=selection.reason)

@@ -1,31 +1,18 @@
-"""What the stage subcommands (probe, select, train, evaluate, run) share: options, errors, tables.
-
-Exit codes: 2 when the input is at fault (spec, data, options, a missing
-earlier stage), and nothing was trained; 3 when the sandbox is unreachable; 1
-for anything else.
-"""
+"""What the stage subcommands (data prepare, probe, select, train, evaluate, run) share: options,
+the spec, tables. Errors and exit codes are cli/output.py's."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from tarot_jobs.pipeline.errors import StageError
+from tarot_jobs.cli.output import ExitCode, fail
 from tarot_jobs.problems.model import ALL_TIERS
-from tarot_jobs.sandbox.types import SandboxUnavailable
 from tarot_jobs.spec.model import SpecError, TarotRunSpec, load_spec
-
-EXIT_BAD_INPUT = 2
-EXIT_SANDBOX = 3
-
-stdout = Console(highlight=False)
-stderr = Console(stderr=True, highlight=False)
 
 SpecArgument = Annotated[
     Path, typer.Argument(metavar="SPEC", help="The run spec (a TarotRun manifest or a bare spec, YAML).")
@@ -52,25 +39,7 @@ def read_spec(path: Path) -> TarotRunSpec:
     try:
         return load_spec(path)
     except SpecError as exc:
-        fail(str(exc), EXIT_BAD_INPUT)
-
-
-def fail(message: str, code: int) -> NoReturn:
-    stderr.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def stage_errors() -> Iterator[None]:
-    """Turn the errors a user can act on into a one-line message and an exit code."""
-    from tarot_jobs.problems.errors import ProblemDataError
-
-    try:
-        yield
-    except (SpecError, StageError, ProblemDataError) as exc:
-        fail(str(exc), EXIT_BAD_INPUT)
-    except SandboxUnavailable as exc:
-        fail(f"the sandbox is unavailable: {exc}", EXIT_SANDBOX)
+        fail(str(exc), ExitCode.BAD_INPUT)
 
 
 def model_cache(option: Path | None) -> Path:

@@ -10,19 +10,13 @@ Multi-GPU: run the same command under accelerate, one process per GPU, e.g.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from tarot_jobs.cli.stage_options import (
-    DataOption,
-    ModelCacheOption,
-    SpecArgument,
-    model_cache,
-    read_spec,
-    stage_errors,
-    stdout,
-)
+from tarot_jobs.cli.output import exit_codes, reporter, stdout, write_result
+from tarot_jobs.cli.stage_options import DataOption, ModelCacheOption, SpecArgument, model_cache, read_spec
+from tarot_jobs.cli.stage_results import train_result
 
 
 def train_command(
@@ -48,53 +42,34 @@ def train_command(
     ] = True,
 ) -> None:
     """Train phase I with GRPO: the phase's tiered reward plus the format reward, for its share of steps."""
+    from tarot_jobs.lifecycle.progress_report import report_progress
     from tarot_jobs.pipeline.context import base_model, open_sandbox, stage_data
-    from tarot_jobs.pipeline.progress import Reporter
+    from tarot_jobs.pipeline.progress import phase_label, step_progress
     from tarot_jobs.pipeline.stages.select import POLICY_FILE, read_policy
     from tarot_jobs.pipeline.stages.train import PhaseRequest, check_training_options, plan_for, train_phase
 
     spec = read_spec(spec_file)
-    reporter = Reporter()
-    with stage_errors():
+    report = reporter()
+    with exit_codes():
         check_training_options(spec)
         selection = read_policy(policy or out / POLICY_FILE)
         with open_sandbox(spec) as sandbox:
-            run_data = stage_data(spec, data, sandbox, reporter)
-            base = base_model(spec, run_data, model_cache(cache), reporter)
+            run_data = stage_data(spec, data, sandbox, report)
+            base = base_model(spec, run_data, model_cache(cache), report)
             request = PhaseRequest(
                 spec, selection, run_data, base, out, phase, resume, metrics_port, log_completions
             )
             plans = plan_for(request)
+            label = phase_label(phase, len(plans), plans[phase].tiers) if phase < len(plans) else "train"
             steps = plans[phase].steps if phase < len(plans) else 0
-            label = (
-                f"phase {phase + 1}/{len(plans)} [{'+'.join(t[0].upper() for t in plans[phase].tiers)}]"
-                if steps
-                else ""
-            )
-            with reporter.task(label or "train", max(steps, 1)) as task:
-                done = 0
-
-                def on_step(record: dict[str, Any]) -> None:
-                    nonlocal done
-                    task.advance(record["step"] - done, info=_step_info(record))
-                    done = record["step"]
-
-                summary = train_phase(request, sandbox, on_step=on_step, say=reporter.log)
+            with step_progress(report, label, steps, report_progress) as on_step:
+                summary = train_phase(request, sandbox, on_step=on_step, say=report.log)
+    write_result(train_result(summary))
     reward = summary["mean_reward"]
     stdout.print(
-        f"phase {phase} done: {summary['global_step']} steps, mean reward "
+        f"phase {phase} done at run step {summary['global_step']}, mean reward "
         f"{'-' if reward is None else f'{reward:.3f}'}; final weights in {summary['final']}"
     )
-
-
-def _step_info(record: dict[str, Any]) -> str:
-    parts = []
-    for key, label in (("reward", "reward"), ("kl", "kl"), ("loss", "loss")):
-        if record.get(key) is not None:
-            parts.append(f"{label} {record[key]:.3f}")
-    if record.get("tokens_per_second") is not None:
-        parts.append(f"{record['tokens_per_second']:.0f} tok/s")
-    return ", ".join(parts)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,12 +7,10 @@ from typing import Annotated
 
 import typer
 import yaml
-from rich.console import Console
 from rich.markup import escape
 
+from tarot_jobs.cli.output import ExitCode, stderr, stdout
 from tarot_jobs.spec.model import SpecError, TarotRunManifest, TarotRunSpec, load_document
-
-_console = Console(highlight=False, soft_wrap=True)  # one error per line, never wrapped
 
 
 def _summary(spec: TarotRunSpec) -> str:
@@ -44,19 +42,19 @@ def validate_command(
         bool, typer.Option("--show", help="Print the spec with every default filled in.")
     ] = False,
 ) -> None:
-    """Check a run spec; print every error with its field path (exit 1 on errors)."""
+    """Check a run spec; print every error with its field path (exit 2 on errors)."""
     try:
         document = load_document(file)
-    except SpecError as exc:
-        _console.print(f"[red]{escape(exc.source)}: {len(exc.issues)} error(s)[/red]")
+    except SpecError as exc:  # every error, one per line (not exit_codes()'s one-line message)
+        stderr.print(f"[red]{escape(exc.source)}: {len(exc.issues)} error(s)[/red]")
         for issue in exc.issues:
-            _console.print(f"  [bold]{escape(issue.path or '(file)')}[/bold]: {escape(issue.message)}")
-        raise typer.Exit(1) from None
+            stderr.print(f"  [bold]{escape(issue.path or '(file)')}[/bold]: {escape(issue.message)}")
+        raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
     if isinstance(document, TarotRunManifest):
         spec, what = document.spec, f"TarotRun {document.metadata.name!r}"
     else:
         spec, what = document, "bare spec"
-    _console.print(f"[green]{escape(str(file))}: valid {escape(what)}[/green]: {escape(_summary(spec))}")
+    stdout.print(f"[green]{escape(str(file))}: valid {escape(what)}[/green]: {escape(_summary(spec))}")
     if show:
         print(yaml.safe_dump(document.model_dump(mode="json", exclude_none=True), sort_keys=False), end="")
 

@@ -3,13 +3,17 @@
 A Job's log (kubectl logs) and CI are not terminals, where a live bar shows
 nothing until it ends; there each task prints a line at most every
 `interval_s` seconds and when it finishes, with done/total, elapsed and ETA.
+
+Training's progress (a phase's label, one advance per logged step with its reward, KL, loss and
+throughput) is written once here for every caller: `tarot train` and the local runner.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -66,10 +70,8 @@ class Task:
 class Reporter:
     """Prints stage messages with the run's elapsed time, and hands out progress tasks."""
 
-    def __init__(
-        self, console: Console | None = None, interval_s: float = 10.0, live: bool | None = None
-    ) -> None:
-        self.console = console or Console(stderr=True, highlight=False)
+    def __init__(self, console: Console, interval_s: float = 10.0, live: bool | None = None) -> None:
+        self.console = console  # the CLI's one stderr console (tarot_jobs/cli/output.py)
         self.interval_s = interval_s
         self.live = self.console.is_terminal if live is None else live
         self.started = time.monotonic()
@@ -93,3 +95,40 @@ class Reporter:
         )
         with Progress(*columns, console=self.console, transient=False) as bar:
             yield Task(self, description, total, bar)
+
+
+StepListener = Callable[[Mapping[str, Any]], None]
+
+
+def phase_label(index: int, phases: int, tiers: Sequence[str]) -> str:
+    """e.g. "train phase 2/4 [B+I]" (1-based for people; tiers by initial)."""
+    return f"train phase {index + 1}/{phases} [{'+'.join(t[0].upper() for t in tiers)}]"
+
+
+def step_info(record: Mapping[str, Any]) -> str:
+    """The short status of one logged training step: reward, KL, loss, tokens/s (what it has)."""
+    parts = [f"{key} {record[key]:.3f}" for key in ("reward", "kl", "loss") if record.get(key) is not None]
+    if record.get("tokens_per_second") is not None:
+        parts.append(f"{record['tokens_per_second']:.0f} tok/s")
+    return ", ".join(parts)
+
+
+@contextmanager
+def step_progress(
+    reporter: Reporter, label: str, steps: int, *listeners: StepListener
+) -> Iterator[StepListener]:
+    """A progress task over a phase's steps; yields the trainer's on_step callback, which advances it
+    to each logged step and calls `listeners` with the record. Records count steps run-wide (`step`)
+    and within their phase (`phase_step`); the task counts within the phase."""
+    with reporter.task(label, max(steps, 1)) as task:
+        done = 0
+
+        def on_step(record: Mapping[str, Any]) -> None:
+            nonlocal done
+            step = int(record.get("phase_step", record["step"]))
+            task.advance(step - done, info=step_info(record))
+            done = step
+            for listener in listeners:
+                listener(record)
+
+        yield on_step

@@ -75,7 +75,8 @@ def load_problems(source: str | Path, *, format: Format = "auto", on_error: OnEr
       split is loaded), or any folder of such data files (loaded recursively, in name order);
     - a Hugging Face hub dataset id (`owner/name`), tried only when it is not a local
       path, HF_HUB_OFFLINE/HF_DATASETS_OFFLINE are unset and the hub answers;
-    - `bundled`, `bundled:train` or `bundled:heldout`: tarot's own problem set.
+    - `bundled`, `bundled:train` or `bundled:heldout`: tarot's own problem set;
+    - `toy:train`, `toy:heldout`, `toy:warmup` (`:COUNT` optional): the synthetic toy family (toy.py).
 
     `format` is the record shape: `tarot` (TAROT jsonl: `problem`,
     `gold_standard_solution`, `verification_info.test_cases` with labels
@@ -100,6 +101,8 @@ def load_problems(source: str | Path, *, format: Format = "auto", on_error: OnEr
     name = str(source)
     if name == BUNDLED or name.startswith(f"{BUNDLED}:"):
         return LoadResult(source=name, problems=_load_bundled(name))
+    if name.startswith("toy:"):
+        return LoadResult(source=name, problems=_load_toy(name))
     return _collect(name, _records(name), format, on_error)
 
 
@@ -322,3 +325,13 @@ def _load_bundled(name: str) -> list[Problem]:
         return bundled.load_bundled(split)
     except bundled.BundledDataError as exc:
         raise ProblemSourceError(f"{name}: {exc}") from exc
+
+
+def _load_toy(name: str) -> list[Problem]:
+    from tarot_jobs.problems import toy
+
+    try:
+        split, count = toy.parse_toy_source(name)
+    except ValueError as exc:
+        raise ProblemSourceError(str(exc)) from exc
+    return toy.toy_problems(split, count)

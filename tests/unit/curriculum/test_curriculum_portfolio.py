@@ -181,5 +181,5 @@ def test_curriculum_list_and_show_cli() -> None:
     as_json = runner.invoke(app, ["curriculum", "show", "random", "--seed", "5", "--json"])
     assert CurriculumPolicy.model_validate_json(as_json.output) == get_policy("random", seed=5)
     missing = runner.invoke(app, ["curriculum", "show", "sideways"])
-    assert missing.exit_code == 1
+    assert missing.exit_code == 2
     assert "unknown curriculum policy" in missing.output

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
-from tarot_jobs.atomic import COMPLETE_MARKER, write_atomically, write_json_atomically
+from tarot_jobs.atomic import COMPLETE_MARKER, is_complete, recover, write_atomically, write_json_atomically
 from tarot_jobs.pipeline.training.checkpoints import (
     complete_checkpoints,
     latest_checkpoint,
@@ -76,3 +79,62 @@ def test_json_is_replaced_whole(tmp_path: Path) -> None:
     write_json_atomically(target, {"a": 2})
     assert json.loads(target.read_text()) == {"a": 2}
     assert [p.name for p in target.parent.iterdir()] == ["x.json"]
+
+
+# Publishes version 2 of `final` over version 1 and dies (SIGKILL-like os._exit) at the given rename.
+CRASH_AT_RENAME = """
+import os, sys
+from pathlib import Path
+from tarot_jobs.atomic import write_atomically
+
+parent, crash_at = Path(sys.argv[1]), int(sys.argv[2])
+renames = 0
+real_rename = Path.rename
+
+def rename(self, target):
+    global renames
+    renames += 1
+    if renames == crash_at:
+        os._exit(9)
+    return real_rename(self, target)
+
+Path.rename = rename
+write_atomically(parent / "final", lambda d: (d / "v").write_text("2"), {"version": 2})
+"""
+
+
+def _publish_and_crash(parent: Path, crash_at: int) -> None:
+    write_atomically(parent / "final", lambda d: (d / "v").write_text("1"), {"version": 1})
+    child = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(CRASH_AT_RENAME), str(parent), str(crash_at)]
+    )
+    assert child.returncode == 9
+
+
+def test_a_crash_between_the_two_renames_never_loses_the_complete_copy(tmp_path: Path) -> None:
+    """Killed after moving the old copy aside, before the new one is in place: the target is missing.
+    Cleaning staging leftovers must not delete the old copy, and recovery must put it back."""
+    _publish_and_crash(tmp_path, crash_at=2)
+    assert not (tmp_path / "final").exists()
+    remove_leftovers(tmp_path)  # what a resumed training run does first
+    assert recover(tmp_path) == [tmp_path / "final"]
+    assert is_complete(tmp_path / "final") and (tmp_path / "final" / "v").read_text() == "1"
+    assert [p.name for p in tmp_path.iterdir()] == ["final"]
+
+
+def test_a_crash_before_the_first_rename_keeps_the_old_copy_in_place(tmp_path: Path) -> None:
+    _publish_and_crash(tmp_path, crash_at=1)
+    remove_leftovers(tmp_path)
+    assert recover(tmp_path) == []
+    assert (tmp_path / "final" / "v").read_text() == "1"
+    assert [p.name for p in tmp_path.iterdir()] == ["final"]
+
+
+def test_recovery_drops_an_old_copy_whose_replacement_is_in_place(tmp_path: Path) -> None:
+    write_atomically(tmp_path / "final", lambda d: (d / "v").write_text("2"), {})
+    aside = tmp_path / ".replaced-final"  # a replacement killed after its second rename
+    aside.mkdir()
+    (aside / "v").write_text("1")
+    assert recover(tmp_path) == []
+    assert (tmp_path / "final" / "v").read_text() == "2"
+    assert [p.name for p in tmp_path.iterdir()] == ["final"]

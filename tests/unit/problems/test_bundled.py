@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
 
 from tarot_jobs.problems.bundled import (
     BUNDLED_DIFFICULTIES,
+    BUNDLED_SPLITS,
     BundledDataError,
     _parse,
     load_bundled,
@@ -94,8 +99,23 @@ def test_heldout_spans_every_difficulty_and_both_kinds() -> None:
     assert {e.problem.kind for e in heldout} == set(ProgramKind)
 
 
-def test_loading_is_deterministic() -> None:
-    assert [p.id for p in load_bundled("train")] == [p.id for p in load_bundled("train")]
+def test_every_process_sees_the_same_order_sorted_by_id() -> None:
+    """Each pod loads the set itself: the order must not depend on the directory listing or the hash
+    seed of the process (one call here returns the cached list, so compare with fresh processes)."""
+    here = {split: [p.id for p in load_bundled(split)] for split in BUNDLED_SPLITS}
+    for split, ids in here.items():
+        assert ids == sorted(ids), split
+    code = "import json; from tarot_jobs.problems.bundled import load_bundled as b; "
+    code += f"print(json.dumps({{s: [p.id for p in b(s)] for s in {list(BUNDLED_SPLITS)!r}}}))"
+    for seed in ("1", "2"):
+        child = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        )
+        assert json.loads(child.stdout) == here
 
 
 def test_an_unknown_split_is_rejected() -> None:
