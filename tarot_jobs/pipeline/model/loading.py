@@ -1,6 +1,7 @@
 """Loading the model a stage works on: a Hugging Face causal LM, the tiny preset, or a phase's output.
 
-`model.name` in the run spec is "tiny", a hub id or a local path. Every stage
+`model.name` in the run spec is "tiny", "smollm2-135m" (gguf.py), a `.gguf`
+file, a hub id or a local path. Every stage
 turns it into a local directory first (`resolve_base_model`), so the tiny model
 is built once and the same weights are probed, trained and evaluated. A
 phase's output is either full weights or a LoRA adapter (adapter_config.json
@@ -23,6 +24,7 @@ from tarot_jobs.spec.model import LoraSpec, ModelSpec
 log = logging.getLogger(__name__)
 
 TINY = "tiny"
+SMOLLM2 = "smollm2-135m"
 ADAPTER_CONFIG = "adapter_config.json"
 CACHE_ENV = "TAROT_MODEL_CACHE"
 
@@ -47,9 +49,15 @@ def resolve_base_model(
 ) -> ResolvedModel:
     """The base model of a run, building the tiny preset (from the training problems) when asked."""
     if spec.name == TINY:
-        from tarot_jobs.pipeline.model.tiny import tiny_model_dir
+        from tarot_jobs.pipeline.model.tiny import tiny_config, tiny_model_dir, warmup_problems
 
-        return ResolvedModel(str(tiny_model_dir(cache_dir, train_problems, progress=progress)), True)
+        config = tiny_config(spec.tiny)
+        warmup = warmup_problems(spec.tiny, train_problems)
+        return ResolvedModel(str(tiny_model_dir(cache_dir, warmup, config, progress=progress)), True)
+    if spec.name == SMOLLM2 or spec.name.endswith(".gguf"):
+        from tarot_jobs.pipeline.model.gguf import gguf_model_dir
+
+        return ResolvedModel(str(gguf_model_dir(spec.name, cache_dir, progress=progress)), False)
     return ResolvedModel(spec.name, _is_tiny_dir(spec.name))
 
 

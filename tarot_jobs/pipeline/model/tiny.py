@@ -5,6 +5,10 @@ no model hub. It is not a code model and learns little: a two-layer Llama with
 a 64-wide residual stream and a byte-level BPE tokenizer trained on the
 training problems' own text.
 
+`model.tiny` in the spec sizes it and can warm it up on another problem set
+(`warmupSource`, e.g. `toy:warmup`): SFT on the RL problems themselves
+memorises them and leaves RL no failures to learn from.
+
 A randomly initialised model only emits noise, every reward would be zero and
 GRPO would have no signal at all (equal rewards give zero advantages). So the
 preset ends with a short supervised warm-up on the *training* split's gold
@@ -33,6 +37,7 @@ from typing import Any
 
 from tarot_jobs.pipeline.model.prompts import reference_answer, render_prompt, user_message
 from tarot_jobs.problems.model import Problem
+from tarot_jobs.spec.model import TinyModelSpec
 
 SPECIAL_TOKENS = ("<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>")
 PAD_TOKEN = "<|pad|>"
@@ -74,6 +79,28 @@ class TinyModelConfig:
     warmup_batch_size: int = 8
     warmup_max_tokens: int = 384
     seed: int = 0
+
+
+def tiny_config(spec: TinyModelSpec) -> TinyModelConfig:
+    """The build the spec's `model.tiny` asks for (the defaults are the quickstart's model)."""
+    return TinyModelConfig(
+        hidden_size=spec.hidden_size,
+        intermediate_size=3 * spec.hidden_size,
+        num_layers=spec.layers,
+        warmup_steps=spec.warmup_steps,
+        warmup_learning_rate=spec.warmup_learning_rate,
+        seed=spec.seed,
+    )
+
+
+def warmup_problems(spec: TinyModelSpec, train_problems: Sequence[Problem]) -> list[Problem]:
+    """The warm-up set: `model.tiny.warmupSource` (e.g. toy:warmup, disjoint from the RL problems),
+    or else the training problems themselves."""
+    if spec.warmup_source is None:
+        return list(train_problems)
+    from tarot_jobs.problems.loaders import load_problems
+
+    return load_problems(spec.warmup_source).problems
 
 
 def tiny_model_dir(

@@ -68,7 +68,8 @@ def build_report(
                 "index": p["index"],
                 "tiers": p["tiers"],
                 "weights": p["weights"],
-                "steps": p["global_step"],
+                "steps": p["steps"],  # the phase's own; global_step is run-wide
+                "last_step": p["global_step"],
                 "mean_reward": p["mean_reward"],
                 "mean_tier_pass_rate": p.get("mean_tier_pass_rate", {}),
             }
@@ -84,8 +85,15 @@ def build_report(
     }
 
 
+def yardstick_series(steps: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The fixed yardstick's measurements carried by the step records, by step (training.evalEverySteps)."""
+    found = {m["step"]: m for s in steps for m in s.get("yardstick", [])}
+    return [found[step] for step in sorted(found)]
+
+
 def write_report(workdir: Path, report: dict[str, Any], steps: Sequence[dict[str, Any]], tiny: bool) -> None:
     """report.json, curves.png, then report.md (which shows the picture)."""
+    report = {**report, "yardstick": yardstick_series(steps)}
     write_json_atomically(workdir / REPORT_JSON, report)
     draw_curves(workdir / CURVES_PNG, steps, report)
     text = render_markdown(report, tiny)
@@ -147,6 +155,15 @@ def render_markdown(report: dict[str, Any], tiny: bool) -> str:
         lines.append(
             f"\nExtra set `{source}`: overall pass@1 {was} before, {_pct(result['pass@1']['overall'])} after."
         )
+    yardstick = report.get("yardstick") or []
+    if yardstick:
+        first, last = yardstick[0], yardstick[-1]
+        lines += [
+            "",
+            f"Fixed yardstick (greedy pass@1, all tiers, {first['problems']} training problems): "
+            f"{_pct(first['pass_at_1'].get('overall'))} at step {first['step']}, "
+            f"{_pct(last['pass_at_1'].get('overall'))} at step {last['step']}.",
+        ]
     lines += ["", f"![reward per tier and pass rates]({CURVES_PNG})", ""]
     if tiny:
         lines += [f"> {TINY_NOTE}", ""]
@@ -182,7 +199,15 @@ def draw_curves(path: Path, steps: Sequence[dict[str, Any]], report: dict[str, A
     if rewards:
         xs, ys = zip(*rewards, strict=True)
         curves.plot(xs, ys, color="black", lw=1.8, ls="--", label="total reward")
-    curves.set_xlim(0.5, max([offset, *x, 1]) + 0.5)
+    # The phase reward changes meaning at each boundary; the yardstick is one measure for the whole run.
+    yardstick = [(m["step"], m["pass_at_1"].get("overall")) for m in report.get("yardstick", [])]
+    yardstick = [(step, value) for step, value in yardstick if value is not None]
+    if yardstick:
+        xs, ys = zip(*yardstick, strict=True)
+        curves.plot(
+            xs, ys, color="#6a4c93", lw=2.2, marker="s", ms=5, label="yardstick pass@1 (fixed set, all tiers)"
+        )
+    curves.set_xlim(-0.5 if yardstick else 0.5, max([offset, *x, 1]) + 0.5)
     curves.set_ylim(-0.02, 1.18)
     curves.set_xlabel("optimizer step (whole run)")
     curves.set_ylabel("reward / pass rate")

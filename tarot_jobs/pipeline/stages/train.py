@@ -1,27 +1,37 @@
 """The training stage: one curriculum phase of GRPO (`tarot train SPEC --phase I --out DIR`).
 
-Phase I trains with the tiered reward restricted to the phase's tiers and
-weights (from policy.json) plus the format reward (weight
-`reward.formatWeight`), for the phase's share of the step budget
-(phases.py). It starts from the base model (phase 0) or from phase I-1's
-final weights, and writes into DIR/phase-I/:
+A run is ONE training trajectory (DESIGN.md, "Training"), as in the reference:
+one trainer whose tiered reward switches phase by the run-wide step. Each
+phase Job is a cut of it. Every phase's trainer is configured for the whole
+run (step budget, learning-rate schedule, seed and sampler order) with the
+base model as KL reference; phase 0 starts from the base model, phase I > 0
+resumes from phase I-1's boundary checkpoint (weights or adapter, optimizer,
+scheduler, RNG, global step: transformers' resume), and every phase stops at
+its boundary step after saving a checkpoint there. Steps are numbered
+run-wide everywhere (logs, metrics, `checkpoint-N`). Cutting does not change
+the numbers: tests/unit/pipeline/test_training_trajectory.py trains both ways
+and compares them.
 
-- checkpoint-N/  complete checkpoints only (weights or adapter, optimizer,
-  scheduler, RNG, trainer state), newest two kept;
+Phase I writes into DIR/phase-I/:
+
+- checkpoint-N/  complete checkpoints only, N run-wide, newest two kept (the
+  newest is the phase boundary once the phase is done);
 - steps.jsonl    one record per logged step (steplog.py);
 - completions.jsonl  every completion with its rewards;
-- final/         the phase's final weights (or LoRA adapter) and tokenizer;
+- yardstick.jsonl  the fixed yardstick's measurements (training.evalEverySteps);
+- final/         the weights (or LoRA adapter) and tokenizer at the boundary, for evaluation;
 - phase.json     the phase's summary, written last: the phase is complete
   exactly when it exists.
 
-`resume=True` continues from the newest complete checkpoint, so a killed
-phase ends with the same number of optimizer steps as an uninterrupted one.
+`resume=True` continues a killed phase from its newest complete checkpoint.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
+import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -29,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tarot_jobs.atomic import is_complete, write_atomically, write_json_atomically
+from tarot_jobs.atomic import COMPLETE_MARKER, is_complete, write_atomically, write_json_atomically
 from tarot_jobs.curriculum.selection import Selection
 from tarot_jobs.pipeline.errors import StageError
 from tarot_jobs.pipeline.model.loading import (
@@ -42,7 +52,12 @@ from tarot_jobs.pipeline.model.loading import (
 from tarot_jobs.pipeline.model.prompts import render_prompt
 from tarot_jobs.pipeline.model.runtime import prepare_runtime
 from tarot_jobs.pipeline.stages.data import RunData
-from tarot_jobs.pipeline.training.checkpoints import complete_checkpoints, latest_checkpoint, remove_leftovers
+from tarot_jobs.pipeline.training.checkpoints import (
+    CHECKPOINT_PREFIX,
+    complete_checkpoints,
+    latest_checkpoint,
+    remove_leftovers,
+)
 from tarot_jobs.pipeline.training.phases import PhasePlan, plan_phases
 from tarot_jobs.sandbox.types import SandboxBackend
 from tarot_jobs.spec.model import TarotRunSpec
@@ -93,10 +108,18 @@ class PhaseRequest:
     resume: bool = False
     metrics_port: int | None = None
     log_completions: bool = True
+    # Train on through this later phase in the same trainer, without cutting (None: `phase` only).
+    # The uninterrupted reference trajectory that the cut phases must reproduce.
+    through_phase: int | None = None
 
 
 def plan_for(request: PhaseRequest) -> list[PhasePlan]:
     return plan_phases(request.spec, request.selection.policy, len(request.data.train))
+
+
+def boundary_checkpoint(out_dir: Path, plan: PhasePlan) -> Path:
+    """The checkpoint a finished phase leaves at its last step; the next phase resumes from it."""
+    return phase_dir(out_dir, plan.index) / f"{CHECKPOINT_PREFIX}{plan.end_step}"
 
 
 def train_phase(
@@ -105,16 +128,18 @@ def train_phase(
     on_step: Callable[[dict[str, Any]], None] | None = None,
     say: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Train one phase to completion (or finish a resumed one); returns phase.json's content."""
+    """Train one phase to its boundary (or finish a resumed one); returns phase.json's content."""
     log = say or (lambda _msg: None)
     spec, out_dir, index = request.spec, request.out_dir, request.phase
     plans = plan_for(request)
-    if not 0 <= index < len(plans):
-        raise StageError(
-            f"--phase: policy {request.selection.policy.name} has {len(plans)} phases (0..{len(plans) - 1}), "
-            f"not {index}"
-        )
-    plan = plans[index]
+    last = index if request.through_phase is None else request.through_phase
+    for wanted in (index, last):
+        if not 0 <= wanted < len(plans):
+            raise StageError(
+                f"--phase: policy {request.selection.policy.name} has {len(plans)} phases "
+                f"(0..{len(plans) - 1}), not {wanted}"
+            )
+    stop = plans[last]
     run_dir = phase_dir(out_dir, index)
     if phase_complete(out_dir, index):
         if request.resume:
@@ -125,75 +150,102 @@ def train_phase(
         )
     if complete_checkpoints(run_dir) and not request.resume:
         raise StageError(f"{run_dir}: holds checkpoints of an earlier attempt; pass --resume to continue it")
-    if index > 0 and not phase_complete(out_dir, index - 1):
-        raise StageError(
-            f"{phase_dir(out_dir, index - 1)}: phase {index - 1} has not finished; phase {index} starts from "
-            f"its final weights ({final_weights(out_dir, index - 1)})"
-        )
+    previous = None
+    if index > 0:
+        previous = boundary_checkpoint(out_dir, plans[index - 1])
+        if not phase_complete(out_dir, index - 1) or not is_complete(previous):
+            raise StageError(
+                f"{phase_dir(out_dir, index - 1)}: phase {index - 1} has not finished; phase {index} "
+                f"resumes from its boundary checkpoint ({previous})"
+            )
     check_training_options(spec)
     for leftover in remove_leftovers(run_dir):
         log(f"removed incomplete {leftover.name} left by an interrupted run")
-    start = request.base.path if index == 0 else str(final_weights(out_dir, index - 1))
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    trainer, logger = _build_trainer(request, plan, len(plans), start, sandbox, on_step)
-    checkpoint = latest_checkpoint(run_dir) if request.resume else None
+    trainer, logger, yardstick = _build_trainer(request, plans, stop, sandbox, on_step, log)
+    own = latest_checkpoint(run_dir) if request.resume else None
+    checkpoint = own or previous
     resumed_from = None
     if checkpoint is not None:
         state = json.loads((checkpoint / "trainer_state.json").read_text())
         resumed_from = int(state["global_step"])
-        tokens = _last_logged_tokens(state)
-        logger.resume_from(resumed_from, tokens)
-        log(f"resuming phase {index} from {checkpoint.name} (step {resumed_from}/{plan.steps})")
+        logger.resume_from(resumed_from, _last_logged_tokens(state))
+        if yardstick is not None:
+            yardstick.resume_from(resumed_from)
+        origin = "its own" if own is not None else f"phase {index - 1}'s boundary"
+        log(f"phase {index}: resuming from {origin} checkpoint {checkpoint} (step {resumed_from})")
     else:
         logger.resume_from(0, None)
+        if yardstick is not None:
+            yardstick.resume_from(0)
     server = None
     if request.metrics_port is not None and logger.context.metrics is not None:
         server = logger.context.metrics.serve(request.metrics_port)
         log(f"metrics on http://0.0.0.0:{request.metrics_port}/metrics")
     try:
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        if own is not None and resumed_from == stop.end_step:
+            # Killed after its boundary checkpoint, before final/: nothing is left to train (transformers
+            # would train one step past the boundary before any callback could stop it).
+            global_step = stop.end_step
+            save_final: Callable[[Path], None] = functools.partial(_final_from_checkpoint, own)
+        else:
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+            global_step = int(trainer.state.global_step)
+            save_final = functools.partial(_save_final, trainer)
     finally:
         if server is not None:
             server.shutdown()
-    global_step = int(trainer.state.global_step)
-    write_atomically(
-        final_weights(out_dir, index),
-        lambda staged: _save_final(trainer, staged),
-        {"phase": index, "global_step": global_step},
-    )
-    summary = _summary(request, plan, len(plans), global_step, resumed_from, time.monotonic() - started)
+    if global_step != stop.end_step or not is_complete(run_dir / f"{CHECKPOINT_PREFIX}{stop.end_step}"):
+        raise StageError(
+            f"phase {index}: training stopped at step {global_step} without its boundary checkpoint "
+            f"at step {stop.end_step}"
+        )
+    write_atomically(final_weights(out_dir, index), save_final, {"phase": index, "global_step": global_step})
+    summary = _summary(request, plans, global_step, checkpoint, resumed_from, time.monotonic() - started)
     write_json_atomically(run_dir / PHASE_FILE, summary)
     return summary
 
 
 def _build_trainer(
     request: PhaseRequest,
-    plan: PhasePlan,
-    phases: int,
-    start: str,
+    plans: list[PhasePlan],
+    stop: PhasePlan,
     sandbox: SandboxBackend,
     on_step: Callable[[dict[str, Any]], None] | None,
-) -> tuple[Any, Any]:
+    say: Callable[[str], None],
+) -> tuple[Any, Any, Any]:
     import torch
     from datasets import Dataset
-    from transformers import PrinterCallback, ProgressCallback
+    from transformers import PrinterCallback, ProgressCallback, set_seed
     from trl import GRPOConfig
 
+    from tarot_jobs.pipeline.training.boundary import StopAtBoundary
     from tarot_jobs.pipeline.training.metrics import TrainMetrics
-    from tarot_jobs.pipeline.training.steplog import GenerationClock, RewardMeter, StepContext, StepLogger
+    from tarot_jobs.pipeline.training.steplog import (
+        PhaseSwitch,
+        RewardMeter,
+        StepContext,
+        StepLogger,
+        StepTally,
+    )
     from tarot_jobs.pipeline.training.trainer import TarotGRPOTrainer
+    from tarot_jobs.pipeline.training.yardstick import Yardstick, yardstick_problems
     from tarot_jobs.rewards import TieredReward, format_reward
 
     spec, t = request.spec, request.spec.training
     tiny = request.base.is_tiny
+    run_dir = phase_dir(request.out_dir, request.phase)
     prepare_runtime(tiny)
     # trl's config still spells activation checkpointing the old way; the rename warning is noise here.
     warnings.filterwarnings(
         "ignore", message=".*deprecated and will be removed in v6.*", category=FutureWarning
     )
-    model = load_for_training(start, spec.model, tiny=tiny)
-    tokenizer = load_tokenizer(start, spec.model)
+    # Every phase builds the same starting point (the base model; a LoRA adapter initialised from the
+    # same seed); a resumed phase then loads the previous phase's weights over it.
+    set_seed(t.seed)
+    model = load_for_training(request.base.path, spec.model, tiny=tiny)
+    tokenizer = load_tokenizer(request.base.path, spec.model)
     dataset = Dataset.from_list(
         [
             {"prompt": render_prompt(tokenizer, p, t.max_prompt_length), "problem_id": p.id}
@@ -201,15 +253,18 @@ def _build_trainer(
         ]
     )
     tiered = RewardMeter(
-        TieredReward(
-            {p.id: p for p in request.data.train},
-            request.selection.policy,
-            sandbox,
-            normalize=spec.reward.normalize,
-            phase_index=plan.index,
-            time_limit_s=spec.sandbox.time_limit_s,
-            memory_limit_mb=spec.sandbox.memory_limit_mb,
-            float_tolerance=spec.reward.float_tolerance,
+        PhaseSwitch(
+            TieredReward(
+                {p.id: p for p in request.data.train},
+                request.selection.policy,
+                sandbox,
+                normalize=spec.reward.normalize,
+                phase_index=request.phase,
+                time_limit_s=spec.sandbox.time_limit_s,
+                memory_limit_mb=spec.sandbox.memory_limit_mb,
+                float_tolerance=spec.reward.float_tolerance,
+            ),
+            plans,
         ),
         "tiered_reward",
     )
@@ -217,11 +272,14 @@ def _build_trainer(
     cuda = torch.cuda.is_available()
     dtype = torch_dtype(spec.model.dtype, tiny)
     config = GRPOConfig(
-        output_dir=str(phase_dir(request.out_dir, plan.index)),
-        max_steps=plan.steps,
+        output_dir=str(run_dir),
+        # The whole run's budget: the schedule and the trainer's progress are the trajectory's,
+        # whichever phase this Job trains; StopAtBoundary ends the Job at the phase's last step.
+        max_steps=plans[-1].end_step,
         learning_rate=t.learning_rate,
-        # Every phase is its own trainer: a decaying schedule would restart at each phase boundary.
-        lr_scheduler_type="constant",
+        lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_ratio,  # transformers reads a float in [0, 1) as a share of max_steps
+        loss_type=t.loss_type,
         beta=t.beta,
         num_generations=t.num_generations,
         per_device_train_batch_size=t.per_device_train_batch_size,
@@ -232,7 +290,7 @@ def _build_trainer(
         use_vllm=t.use_vllm,
         vllm_mode="colocate",
         gradient_checkpointing=t.gradient_checkpointing,
-        seed=t.seed + plan.index,
+        seed=t.seed,
         save_strategy="steps",
         save_steps=t.save_steps,
         logging_steps=t.logging_steps,
@@ -244,37 +302,64 @@ def _build_trainer(
         log_level="warning",
     )
     metrics = TrainMetrics()
-    metrics.start_phase(plan.index, plan.steps)
-    clock = GenerationClock()
+    metrics.start_phase(request.phase, plans[-1].end_step)
+    tally = StepTally()
     context = StepContext(
-        phase=plan.index,
-        phases=phases,
-        total_steps=plan.steps,
-        step_offset=plan.step_offset,
-        out_dir=phase_dir(request.out_dir, plan.index),
+        plans=plans,
+        phase=request.phase,
+        out_dir=run_dir,
         metrics=metrics,
         on_step=on_step,
+        say=say,
         log_completions=request.log_completions,
     )
-    logger = StepLogger(context, tiered, formatted, clock)
+    logger = StepLogger(context, tiered, formatted, tally)
+    callbacks: list[Any] = [StopAtBoundary(stop.end_step), logger]
+    yardstick = None
+    if t.eval_every_steps is not None:
+        yardstick = Yardstick(
+            spec,
+            yardstick_problems(spec, request.data.train),
+            tokenizer,
+            sandbox,
+            run_dir,
+            tally,
+        )
+        callbacks.insert(0, yardstick)
     trainer = TarotGRPOTrainer(
         model=model,
         reward_funcs=[tiered, formatted],
         args=config,
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=[logger],
-        generation_clock=clock,
+        callbacks=callbacks,
+        tally=tally,
+        primary_reward=0,
     )
     # Our StepLogger prints the steps; transformers' own printers would repeat them.
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    return trainer, logger
+    return trainer, logger, yardstick
 
 
 def _save_final(trainer: Any, staged: Path) -> None:
     trainer.save_model(str(staged))
     trainer.processing_class.save_pretrained(str(staged))
+
+
+# What a transformers checkpoint holds besides the model and tokenizer files.
+_TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "trainer_state.json", "training_args.bin")
+
+
+def _final_from_checkpoint(checkpoint: Path, staged: Path) -> None:
+    """final/ from a checkpoint's model (or adapter) and tokenizer files, without the training state."""
+    staged.mkdir(parents=True, exist_ok=True)
+    for path in checkpoint.iterdir():
+        state = (
+            path.name in _TRAINING_STATE or path.name.startswith("rng_state") or path.name == COMPLETE_MARKER
+        )
+        if path.is_file() and not state:
+            shutil.copy2(path, staged / path.name)
 
 
 def _last_logged_tokens(state: dict[str, Any]) -> float | None:
@@ -286,14 +371,15 @@ def _last_logged_tokens(state: dict[str, Any]) -> float | None:
 
 def _summary(
     request: PhaseRequest,
-    plan: PhasePlan,
-    phases: int,
+    plans: list[PhasePlan],
     global_step: int,
+    checkpoint: Path | None,
     resumed_from: int | None,
     seconds: float,
 ) -> dict[str, Any]:
     from tarot_jobs.pipeline.training.steplog import STEPS_FILE, read_jsonl
 
+    plan = plans[request.phase]
     steps = read_jsonl(phase_dir(request.out_dir, plan.index) / STEPS_FILE)
     rewards = [s["reward"] for s in steps if s.get("reward") is not None]
     tier_rates: dict[str, float] = {}
@@ -304,12 +390,15 @@ def _summary(
     final = final_weights(request.out_dir, plan.index)
     return {
         **plan.as_dict(),
-        "phases": phases,
+        "phases": len(plans),
+        "run_steps": plans[-1].end_step,
         "policy": request.selection.policy.name,
         "global_step": global_step,
+        "resumed_from": None if checkpoint is None else str(checkpoint),
         "resumed_from_step": resumed_from,
         "mean_reward": sum(rewards) / len(rewards) if rewards else None,
         "mean_tier_pass_rate": tier_rates,
+        "dropped_samples": sum(int(s.get("dropped_samples", 0)) for s in steps),
         "logged_steps": len(steps),
         "final": str(final),
         "weights_kind": "adapter" if is_adapter(final) else "full",

@@ -21,8 +21,8 @@ class TrainMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.tier_reward = Gauge(
-            "tarot_train_reward",
+        self.tier_pass_rate = Gauge(
+            "tarot_train_pass_rate",
             "Pass rate of the tests of each allowed tier in the latest logged step (0..1).",
             ["tier"],
             registry=r,
@@ -39,9 +39,21 @@ class TrainMetrics:
         self.tokens_per_second = Gauge(
             "tarot_train_tokens_per_second", "Prompt and completion tokens processed per second.", registry=r
         )
-        self.step = Gauge("tarot_train_step", "Optimizer steps done in this phase.", registry=r)
+        self.step = Gauge("tarot_train_step", "Optimizer steps done in the run (all phases).", registry=r)
         self.total_steps = Gauge(
-            "tarot_train_total_steps", "Optimizer steps planned for this phase.", registry=r
+            "tarot_train_total_steps", "Optimizer steps planned for the run (all phases).", registry=r
+        )
+        self.yardstick = Gauge(
+            "tarot_train_yardstick_pass_at_1",
+            "Greedy pass@1 on the fixed yardstick set of training problems, all tiers "
+            "(training.evalEverySteps); tier is a test tier or overall.",
+            ["tier"],
+            registry=r,
+        )
+        self.dropped = Counter(
+            "tarot_reward_dropped_samples",
+            "Completions dropped from a step because the sandbox failed on them after its retries.",
+            registry=r,
         )
         self.phase = Gauge("tarot_train_phase", "Index of the curriculum phase being trained.", registry=r)
         self.step_seconds = Gauge(
@@ -64,6 +76,7 @@ class TrainMetrics:
         return server
 
     def start_phase(self, phase: int, total_steps: int) -> None:
+        """Label the phase being trained; `total_steps` is the run's budget (steps are run-wide)."""
         self.phase.set(phase)
         self.total_steps.set(total_steps)
 
@@ -73,7 +86,7 @@ class TrainMetrics:
         for tier in ALL_TIERS:
             rate = record["tier_pass_rate"].get(tier.value)
             if rate is not None:
-                self.tier_reward.labels(tier=tier.value).set(rate)
+                self.tier_pass_rate.labels(tier=tier.value).set(rate)
         for gauge, key in (
             (self.reward, "reward"),
             (self.format_reward, "format_reward"),
@@ -89,3 +102,8 @@ class TrainMetrics:
             self.step_seconds.labels(part=part).set(seconds)
         for verdict, count in record.get("sandbox_verdicts", {}).items():
             self.verdicts.labels(verdict=verdict).inc(count)
+        self.dropped.inc(record.get("dropped_samples", 0))
+        for measurement in record.get("yardstick", []):
+            for tier, rate in measurement["pass_at_1"].items():
+                if rate is not None:
+                    self.yardstick.labels(tier=tier).set(rate)

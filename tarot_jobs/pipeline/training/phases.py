@@ -7,6 +7,11 @@ perDeviceTrainBatchSize x processes x gradientAccumulationSteps completions,
 that is that many / numGenerations prompts. Phase i gets its fraction of the
 budget, rounded by largest remainder so the phases add up to the budget
 exactly, and at least one step each.
+
+The phases are cuts of ONE trajectory (DESIGN.md, "Training"): optimizer step
+s (1-based, run-wide) belongs to the phase whose range holds it, and the
+reward of the step is that phase's. `phase_at_step` is the single place that
+maps a step to its phase, for the cut Jobs and the uninterrupted trainer alike.
 """
 
 from __future__ import annotations
@@ -27,6 +32,11 @@ class PhasePlan:
     fraction: float
     steps: int
     step_offset: int  # steps of the earlier phases
+
+    @property
+    def end_step(self) -> int:
+        """The run-wide number of the phase's last optimizer step (its boundary checkpoint)."""
+        return self.step_offset + self.steps
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,3 +96,11 @@ def plan_phases(spec: TarotRunSpec, policy: CurriculumPolicy, train_problems: in
         )
         offset += count
     return plans
+
+
+def phase_at_step(plans: list[PhasePlan], done_steps: int) -> PhasePlan:
+    """The phase that trains the next optimizer step, after `done_steps` run-wide steps."""
+    for plan in plans:
+        if done_steps < plan.end_step:
+            return plan
+    return plans[-1]  # past the budget (trl's last logging call): the last phase

@@ -9,6 +9,9 @@ Prometheus gauges and the progress display.
 `RewardMeter` wraps a reward function for trl: it passes the call through and
 keeps the seconds spent, the verdicts of the tests run, and each completion
 with its reward (so the log can be checked against `tarot score`).
+`PhaseSwitch` points the tiered reward at the phase of the step being trained.
+`StepTally` collects what the trainer and the yardstick add between two records
+(generation time, dropped samples, yardstick measurements).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from tarot_jobs.pipeline.training.metrics import TrainMetrics
+from tarot_jobs.pipeline.training.phases import PhasePlan, phase_at_step
 from tarot_jobs.problems.model import ALL_TIERS
 from tarot_jobs.rewards.extract import completion_text
 
@@ -68,28 +72,59 @@ class RewardMeter:
         return taken
 
 
+class PhaseSwitch:
+    """The tiered reward of the phase that trains the current step: the reward that switches by progress.
+
+    One object for the cut phase Jobs and the uninterrupted trainer alike: the
+    phase comes from the run-wide global step (phases.phase_at_step), never from
+    which Job is running, so cutting the run cannot change a reward.
+    """
+
+    __name__ = "tiered_reward"  # trl names the reward's log columns after it
+
+    def __init__(self, reward: Any, plans: list[PhasePlan]) -> None:
+        self.reward = reward
+        self.plans = plans
+
+    @property
+    def last_details(self) -> Any:
+        return self.reward.last_details
+
+    def __call__(self, prompts: list[Any], completions: list[Any], **kwargs: Any) -> Sequence[float | None]:
+        done = getattr(kwargs.get("trainer_state"), "global_step", 0) or 0
+        self.reward.phase_index = phase_at_step(self.plans, done).index
+        rewards: Sequence[float | None] = self.reward(prompts=prompts, completions=completions, **kwargs)
+        return rewards
+
+
 @dataclass
-class GenerationClock:
-    """Seconds spent generating completions, filled in by the trainer."""
+class StepTally:
+    """What the trainer and the yardstick add up between two step records."""
 
-    seconds: float = 0.0
+    generation_seconds: float = 0.0
+    dropped_samples: int = 0  # completions dropped because the sandbox failed on them after retries
+    yardstick: list[dict[str, Any]] = field(default_factory=list)  # yardstick.py's measurements
 
-    def drain(self) -> float:
-        taken, self.seconds = self.seconds, 0.0
+    def drain(self) -> tuple[float, int, list[dict[str, Any]]]:
+        taken = (self.generation_seconds, self.dropped_samples, self.yardstick)
+        self.generation_seconds, self.dropped_samples, self.yardstick = 0.0, 0, []
         return taken
 
 
 @dataclass
 class StepContext:
-    """Where a phase's step records go and how they are labelled."""
+    """Where a phase's step records go and how they are labelled.
 
-    phase: int
-    phases: int
-    total_steps: int
-    step_offset: int  # optimizer steps of the earlier phases, for run-wide curves
+    Steps are numbered run-wide (the trainer's global step): phase i's first
+    record is step `plans[i].step_offset + 1`. `phase_step` counts within the phase.
+    """
+
+    plans: list[PhasePlan]
+    phase: int  # the phase this trainer was started for (the first, for an uninterrupted trainer)
     out_dir: Path
     metrics: TrainMetrics | None = None
     on_step: Callable[[dict[str, Any]], None] | None = None
+    say: Callable[[str], None] | None = None
     log_completions: bool = True
     started: float = field(default_factory=time.monotonic)
 
@@ -98,12 +133,12 @@ class StepLogger(TrainerCallback):
     """trl `on_log` → steps.jsonl (+ completions.jsonl, Prometheus, progress)."""
 
     def __init__(
-        self, context: StepContext, tiered: RewardMeter, formatted: RewardMeter, clock: GenerationClock
+        self, context: StepContext, tiered: RewardMeter, formatted: RewardMeter, tally: StepTally
     ) -> None:
         self.context = context
         self.tiered = tiered
         self.formatted = formatted
-        self.clock = clock
+        self.tally = tally
         self._last_step = 0
         self._last_tokens: float | None = None
 
@@ -120,6 +155,11 @@ class StepLogger(TrainerCallback):
         if not logs or "loss" not in logs or not state.is_world_process_zero:
             return  # the end-of-training summary, or another process
         record = self._record(state.global_step, logs)
+        if record["dropped_samples"] and self.context.say is not None:
+            self.context.say(
+                f"step {record['step']}: dropped {record['dropped_samples']} completions the sandbox "
+                "failed on after its retries (left out of the loss and of their groups' statistics)"
+            )
         with (self.context.out_dir / STEPS_FILE).open("a", encoding="utf-8") as out:
             out.write(json.dumps(record) + "\n")
         if self.context.metrics is not None:
@@ -130,7 +170,7 @@ class StepLogger(TrainerCallback):
     def _record(self, step: int, logs: dict[str, Any]) -> dict[str, Any]:
         reward_s, verdicts, completions = self.tiered.drain()
         format_s, _, formats = self.formatted.drain()
-        generation_s = self.clock.drain()
+        generation_s, dropped, yardstick = self.tally.drain()
         steps = max(step - self._last_step, 1)
         step_time = _number(logs.get("step_time"))
         num_tokens = _number(logs.get("num_tokens"))
@@ -150,11 +190,14 @@ class StepLogger(TrainerCallback):
         if step_time is not None:
             seconds["step"] = step_time
             seconds["rest"] = max(step_time - generation_per_step - reward_per_step, 0.0)
+        plan = phase_at_step(self.context.plans, step - 1)
         return {
-            "phase": self.context.phase,
+            "phase": plan.index,
             "step": step,
-            "run_step": self.context.step_offset + step,
-            "total_steps": self.context.total_steps,
+            "run_step": step,  # the same as step since steps are run-wide; kept for older readers
+            "phase_step": step - plan.step_offset,
+            "phase_steps": plan.steps,
+            "total_steps": self.context.plans[-1].end_step,
             "reward": _number(logs.get("reward")),
             "reward_std": _number(logs.get("reward_std")),
             "tiered_reward": _number(logs.get("rewards/tiered_reward/mean")),
@@ -172,6 +215,8 @@ class StepLogger(TrainerCallback):
             "tokens_per_second": tokens_per_second,
             "sandbox_verdicts": dict(sorted(verdicts.items())),
             "sandbox_failed_fraction": _number(logs.get("sandbox/failed_fraction")),
+            "dropped_samples": dropped,
+            "yardstick": yardstick,
             "seconds": seconds,
             "elapsed_s": round(time.monotonic() - self.context.started, 3),
         }

@@ -1,6 +1,9 @@
-"""trl's GRPOTrainer with atomic checkpoints and a clock on generation.
+"""trl's GRPOTrainer with atomic checkpoints, a per-epoch sampler order, and dropped samples.
 
 Imported only by the training stage: it pulls in torch, transformers and trl.
+The trl hooks overridden here are pinned by tests/unit/pipeline/test_trl_hooks.py
+(and trl's version range in pyproject.toml): a trl release that renames or
+reshapes one fails that test instead of silently bypassing the override.
 """
 
 from __future__ import annotations
@@ -10,29 +13,104 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from trl import GRPOTrainer
+from trl.trainer.utils import RepeatSampler
 
 from tarot_jobs.atomic import STAGING_PREFIX, publish
 from tarot_jobs.pipeline.training.checkpoints import prune_checkpoints
-from tarot_jobs.pipeline.training.steplog import GenerationClock
+from tarot_jobs.pipeline.training.steplog import StepTally
 
 # Checkpoints kept per phase: the newest, and one before it in case the newest's disk went bad.
 KEEP_CHECKPOINTS = 2
 
 
-class TarotGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer whose checkpoints appear complete or not at all (see checkpoints.py)."""
+class EpochSampler(RepeatSampler):
+    """trl's RepeatSampler whose order is a function of (seed, epoch) alone.
 
-    def __init__(self, *args: Any, generation_clock: GenerationClock, **kwargs: Any) -> None:
+    trl's sampler draws each epoch's permutation from one generator that
+    advances from epoch to epoch, so a trainer resumed in epoch e (a later
+    phase's Job) would replay epoch 0's order. transformers calls
+    `set_epoch(e)` before every epoch; seeding from it makes a resumed phase
+    draw exactly what the uninterrupted trainer draws, and every training
+    problem once per epoch.
+    """
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.shuffle:
+            self.generator.manual_seed((self.seed or 0) + epoch)
+
+
+class TarotGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer for tarot's phases.
+
+    - checkpoints appear complete or not at all (checkpoints.py);
+    - the sampler order depends on the epoch only (EpochSampler), so a phase
+      resumed from the previous phase's checkpoint continues the trajectory;
+    - a completion whose `primary_reward` (the tiered reward) is None, because
+      the sandbox failed on it after its retries, is dropped from the step: every
+      reward of it becomes None (trl would otherwise add the format reward to a 0),
+      so trl leaves it out of its group's mean and std and gives it no advantage,
+      and its tokens are masked out of the loss (no gradient, not even through
+      the KL term, and not counted in the token normaliser).
+    """
+
+    def __init__(self, *args: Any, tally: StepTally, primary_reward: int = 0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.generation_clock = generation_clock
+        self.tally = tally
+        self.primary_reward = primary_reward
+        self._dropped_rows: torch.Tensor | None = None
+
+    def _get_train_sampler(self, dataset: Any = None) -> Any:
+        # trl's own arguments for its RepeatSampler (GRPOTrainer._get_train_sampler), same order.
+        args: Any = self.args
+        num_generations = int(self.num_generations or 1)
+        return EpochSampler(
+            data_source=self.train_dataset if dataset is None else dataset,  # type: ignore[arg-type]
+            mini_repeat_count=num_generations,
+            batch_size=args.generation_batch_size // num_generations,
+            repeat_count=self.num_iterations * args.steps_per_generation,
+            shuffle=bool(self.shuffle_dataset),
+            seed=args.seed,
+        )
 
     def _generate(self, prompts: list[Any]) -> Any:
         started = time.perf_counter()
         try:
             return super()._generate(prompts)
         finally:
-            self.generation_clock.seconds += time.perf_counter() - started
+            self.tally.generation_seconds += time.perf_counter() - started
+
+    def _calculate_rewards(
+        self, inputs: Any, prompts: Any, completions: Any, completion_ids_list: Any
+    ) -> torch.Tensor:
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        # Rows of every process (trl gathers them): a None primary reward drops the whole row.
+        dropped = torch.isnan(rewards[:, self.primary_reward])
+        rewards[dropped] = torch.nan
+        self._dropped_rows = dropped
+        return rewards
+
+    def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
+        output: dict[str, Any] = super()._generate_and_score_completions(inputs)
+        dropped_all = self._dropped_rows
+        self._dropped_rows = None
+        if dropped_all is None:  # trl scored nothing (cannot happen in training; keep trl's output)
+            return output
+        local = len(output["completion_mask"])
+        start = self.accelerator.process_index * local
+        dropped = dropped_all[start : start + local].to(output["completion_mask"].device)
+        keep = (~dropped).to(output["completion_mask"].dtype).unsqueeze(1)
+        output["completion_mask"] = output["completion_mask"] * keep
+        loss_mask = output["completion_mask"]
+        if "tool_mask" in output:
+            loss_mask = loss_mask * output["tool_mask"]
+        # The token count that the dapo/cispo losses divide by, without the dropped rows' tokens
+        # (every process joins the gather, dropped rows or not).
+        output["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
+        if self.model is not None and self.model.training and self.accelerator.is_main_process:
+            self.tally.dropped_samples += int(dropped_all.sum().item())
+        return output
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         # transformers writes `<output_dir>/checkpoint-N` file by file. Point it at a

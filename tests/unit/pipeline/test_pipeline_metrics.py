@@ -34,12 +34,24 @@ def test_step_records_are_scraped(tmp_path: object) -> None:
             "seconds": {"generation": 0.5, "reward": 0.05, "rest": 0.3},
         }
         metrics.update(record)
-        metrics.update({**record, "step": 4, "sandbox_verdicts": {"passed": 2}})
+        metrics.update(
+            {
+                **record,
+                "step": 4,
+                "sandbox_verdicts": {"passed": 2},
+                "dropped_samples": 3,
+                "yardstick": [{"step": 4, "pass_at_1": {"overall": 0.5, "edge": None}}],
+            }
+        )
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     finally:
         server.shutdown()
-    assert 'tarot_train_reward{tier="basic"} 0.75' in text
-    assert 'tarot_train_reward{tier="complex"} 0.25' in text
+    assert 'tarot_train_pass_rate{tier="basic"} 0.75' in text
+    assert 'tarot_train_pass_rate{tier="complex"} 0.25' in text
+    assert "tarot_train_reward{" not in text  # the old name held a pass rate, not a reward
+    assert "tarot_reward_dropped_samples_total 3.0" in text
+    assert 'tarot_train_yardstick_pass_at_1{tier="overall"} 0.5' in text
+    assert 'tier="edge"' not in text.split("tarot_train_yardstick_pass_at_1")[-1]
     assert "tarot_train_kl 0.02" in text
     assert "tarot_train_loss -0.1" in text
     assert "tarot_train_tokens_per_second 1234.0" in text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tarot_jobs.curriculum.portfolio import get_policy
-from tarot_jobs.pipeline.training.phases import plan_phases, split_steps, total_steps
+from tarot_jobs.pipeline.training.phases import phase_at_step, plan_phases, split_steps, total_steps
 from tarot_jobs.spec.model import TarotRunSpec
 
 
@@ -57,3 +57,11 @@ def test_three_epoch_policies_stretch_the_budget() -> None:
 
 def test_budget_is_at_least_one_step_per_phase() -> None:
     assert total_steps(_spec(maxSteps=1), get_policy("forward"), 40) == 4
+
+
+def test_each_run_wide_step_belongs_to_one_phase() -> None:
+    plans = plan_phases(_spec(maxSteps=10), get_policy("forward"), train_problems=40)
+    assert [p.end_step for p in plans] == [2, 4, 6, 10]
+    # The phase that trains the next step after `done` steps (the reward's phase at trl's global_step).
+    assert [phase_at_step(plans, done).index for done in range(10)] == [0, 0, 1, 1, 2, 2, 3, 3, 3, 3]
+    assert phase_at_step(plans, 10).index == 3  # trl's last call, past the budget

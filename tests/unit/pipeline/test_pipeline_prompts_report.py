@@ -51,6 +51,7 @@ def _inputs() -> dict[str, Any]:
                 "index": 0,
                 "tiers": ["basic"],
                 "weights": {"basic": 0.25},
+                "steps": 2,
                 "global_step": 2,
                 "mean_reward": 0.5,
             },
@@ -58,7 +59,8 @@ def _inputs() -> dict[str, Any]:
                 "index": 1,
                 "tiers": tiers,
                 "weights": dict.fromkeys(tiers, 0.25),
-                "global_step": 3,
+                "steps": 3,
+                "global_step": 5,  # run-wide: the phase ends at step 5 of the run
                 "mean_reward": None,
             },
         ],
@@ -80,17 +82,31 @@ def test_report_has_the_promised_shape(tmp_path: Path) -> None:
     assert [p["steps"] for p in report["phases"]] == [2, 3]
     assert report["evaluation"]["after"]["basic"] == 0.5
     assert report["evaluation"]["before"]["edge"] == 0.25
+    yardstick = {"problems": 4, "pass_at_1": {"overall": 0.25}}
     steps = [
-        {"run_step": 1, "reward": 0.4, "tier_pass_rate": {"basic": 0.5}},
+        {
+            "run_step": 1,
+            "reward": 0.4,
+            "tier_pass_rate": {"basic": 0.5},
+            "yardstick": [{**yardstick, "step": 0}, {**yardstick, "step": 1}],
+        },
         {"run_step": 2, "reward": 0.6, "tier_pass_rate": {"basic": 0.7}},
-        {"run_step": 3, "reward": None, "tier_pass_rate": {"basic": 0.1, "edge": 0.0}},
+        {
+            "run_step": 3,
+            "reward": None,
+            "tier_pass_rate": {"basic": 0.1, "edge": 0.0},
+            "yardstick": [{"step": 3, "problems": 4, "pass_at_1": {"overall": 0.75}}],
+        },
     ]
     write_report(tmp_path, report, steps, tiny=True)
-    assert json.loads((tmp_path / "report.json").read_text())["phases"] == report["phases"]
+    written = json.loads((tmp_path / "report.json").read_text())
+    assert written["phases"] == report["phases"]
+    assert [m["step"] for m in written["yardstick"]] == [0, 1, 3]
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
     markdown = (tmp_path / "report.md").read_text()
     assert "| basic | 25.0% | 50.0% |" in markdown
     assert "Policy **forward** (auto)" in markdown
     assert "| 1 | B+I+C+E |" in markdown
     assert "learns little" in markdown
+    assert "25.0% at step 0, 75.0% at step 3" in markdown
     assert "learns little" not in render_markdown(report, tiny=False)

@@ -81,11 +81,12 @@ def test_phase_outputs_are_complete(uninterrupted: Path) -> None:
     for phase in (0, 1):
         run_dir = uninterrupted / f"phase-{phase}"
         summary = json.loads((run_dir / "phase.json").read_text())
-        assert summary["global_step"] == 4 and summary["steps"] == 4
+        # Steps are numbered run-wide: phase 1 trains steps 5..8 and checkpoints as checkpoint-5..8.
+        assert summary["global_step"] == 4 * (phase + 1) and summary["steps"] == 4
         assert (run_dir / "final" / COMPLETE_MARKER).is_file()
         assert (run_dir / "final" / "tokenizer_config.json").is_file()
         checkpoints = sorted(p.name for p in run_dir.glob("checkpoint-*"))
-        assert checkpoints == ["checkpoint-3", "checkpoint-4"]  # newest two kept
+        assert checkpoints == [f"checkpoint-{4 * phase + 3}", f"checkpoint-{4 * phase + 4}"]  # newest two
         for checkpoint in checkpoints:
             for name in (
                 COMPLETE_MARKER,
@@ -97,8 +98,9 @@ def test_phase_outputs_are_complete(uninterrupted: Path) -> None:
                 assert (run_dir / checkpoint / name).is_file(), f"{checkpoint}/{name}"
         assert not list(run_dir.glob(".staging-*"))
         steps = read_jsonl(run_dir / "steps.jsonl")
-        assert [s["step"] for s in steps] == [1, 2, 3, 4]
-        assert [s["run_step"] for s in steps] == [phase * 4 + i for i in (1, 2, 3, 4)]
+        assert [s["step"] for s in steps] == [phase * 4 + i for i in (1, 2, 3, 4)]
+        assert [s["phase_step"] for s in steps] == [1, 2, 3, 4]
+        assert all(s["phase"] == phase and s["total_steps"] == 8 for s in steps)
         for step in steps:
             for key in ("reward", "tiered_reward", "format_reward", "kl", "loss", "completion_length"):
                 assert step[key] is not None, key
@@ -135,7 +137,7 @@ def test_step_rewards_match_tarot_score(prepared: dict[str, Path], uninterrupted
     by_step: dict[int, list[tuple[float, float]]] = defaultdict(list)
     for item, reward in zip(completions, scored, strict=True):
         by_step[int(item["step"])].append((reward, float(item["format_reward"])))
-    assert sorted(by_step) == [1, 2, 3, 4]
+    assert sorted(by_step) == [5, 6, 7, 8]
     for step, pairs in by_step.items():
         tiered = sum(r for r, _ in pairs) / len(pairs)
         total = sum(r + FORMAT_WEIGHT * f for r, f in pairs) / len(pairs)
@@ -188,3 +190,30 @@ def test_killed_training_resumes_to_the_same_step_count(
     assert state["global_step"] == 4
     steps = [s["step"] for s in read_jsonl(run_dir / "steps.jsonl")]
     assert steps == [1, 2, 3, 4]  # lines past the checkpoint were dropped, none repeated
+
+
+def test_killed_after_the_boundary_checkpoint_trains_no_further(
+    prepared: dict[str, Path], uninterrupted: Path, tmp_path: Path
+) -> None:
+    """A Job killed between its boundary checkpoint and final/ only writes final/ when resumed."""
+    import shutil
+
+    out = tmp_path / "after-boundary"
+    shutil.copytree(uninterrupted / "phase-0", out / "phase-0")
+    shutil.rmtree(out / "phase-0" / "final")
+    (out / "phase-0" / "phase.json").unlink()
+    resumed = _train(prepared, out, 0, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads((out / "phase-0" / "phase.json").read_text())
+    assert summary["global_step"] == 4 and summary["resumed_from_step"] == 4
+    assert sorted(p.name for p in (out / "phase-0").glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-4"]
+    assert [s["step"] for s in read_jsonl(out / "phase-0" / "steps.jsonl")] == [1, 2, 3, 4]
+    final = out / "phase-0" / "final"
+    assert (final / COMPLETE_MARKER).is_file() and (final / "model.safetensors").is_file()
+    assert not (final / "optimizer.pt").exists()
+    from safetensors.torch import load_file
+
+    written = load_file(str(final / "model.safetensors"))
+    reference = load_file(str(uninterrupted / "phase-0" / "final" / "model.safetensors"))
+    assert written.keys() == reference.keys()
+    assert all(bool((written[name] == reference[name]).all()) for name in reference)
