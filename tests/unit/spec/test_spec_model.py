@@ -10,6 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from tarot_jobs.cli import app
+from tarot_jobs.cli.output import ExitCode
 from tarot_jobs.problems.model import Tier
 from tarot_jobs.spec.model import (
     SpecError,
@@ -192,7 +193,8 @@ def test_sampling_several_completions_needs_a_temperature() -> None:
 
 
 def test_reward_weights_must_be_usable() -> None:
-    assert "must not be negative" in issues({"reward": {"weights": {"basic": -1}}})["reward.weights"]
+    found = issues({"reward": {"weights": {"basic": -1}}})
+    assert "greater than or equal to 0 (got -1)" in found["reward.weights.basic"]
     assert "all zero" in issues({"reward": {"weights": {"basic": 0, "edge": 0}}})["reward.weights"]
 
 
@@ -251,7 +253,7 @@ def test_validate_cli_exit_codes_and_messages(tmp_path: Path) -> None:
     bad.write_text(yaml.safe_dump(manifest({"training": {"learningRate": 0, "maxStep": 3}})))
     result = runner.invoke(app, ["validate", str(bad)])
     text = " ".join(result.output.split())
-    assert result.exit_code == 1
+    assert result.exit_code == ExitCode.BAD_INPUT
     assert "2 error(s)" in text
     assert "spec.training.learningRate: Input should be greater than 0 (got 0)" in text
     assert "spec.training.maxStep: unknown field; did you mean 'maxSteps'?" in text
@@ -261,3 +263,63 @@ def test_validate_cli_exit_codes_and_messages(tmp_path: Path) -> None:
     dumped = yaml.safe_load(shown.output[shown.output.index("apiVersion") :])
     assert dumped["spec"]["training"]["learningRate"] == pytest.approx(1e-4)
     assert dumped["spec"]["storage"]["size"] == "20Gi"  # defaults are filled in
+
+
+def test_the_cluster_fields_default_and_read_in_camel_case() -> None:
+    spec = TarotRunSpec()
+    assert spec.suspend is False
+    assert (spec.resources.nodes, spec.resources.kueue_priority_class) == (1, None)
+    assert spec.training.max_retries == 3
+    assert spec.storage.retain_on_delete is False
+    assert (spec.images.trainer, spec.images.sandbox) == (None, None)
+    set_ = parse_document(
+        {
+            "suspend": True,
+            "resources": {"nodes": 2, "kueueQueue": "gpu", "kueuePriorityClass": "high"},
+            "training": {"maxRetries": 0},
+            "storage": {"retainOnDelete": True},
+            "images": {"trainer": "ghcr.io/tarot-dev/tarot-trainer:0.1.0"},
+        }
+    )
+    assert isinstance(set_, TarotRunSpec) and set_.suspend and set_.storage.retain_on_delete
+    assert set_.resources.kueue_priority_class == "high" and set_.training.max_retries == 0
+
+
+def test_nodes_multiply_the_training_processes() -> None:
+    spec = parse_document({"resources": {"gpus": 8, "nodes": 4}})
+    assert isinstance(spec, TarotRunSpec) and spec.training_processes() == 32
+    cpu = parse_document(
+        {"resources": {"nodes": 3}, "training": {"numGenerations": 4, "perDeviceTrainBatchSize": 4}}
+    )
+    assert isinstance(cpu, TarotRunSpec) and cpu.training_processes() == 3
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "tarot-trainer",
+        "ghcr.io/tarot-dev/tarot-trainer:0.1.0",
+        "localhost:5000/tarot/sandbox:fix_1.2-rc",
+        "registry.example.com/a/b/c@sha256:" + "0" * 64,
+        "[::1]:5000/tarot/trainer:v1",
+    ],
+)
+def test_image_references_in_the_distribution_grammar_are_accepted(image: str) -> None:
+    parse_document({"images": {"trainer": image, "sandbox": image}})
+
+
+@pytest.mark.parametrize(
+    "image",
+    ["Tarot/Trainer", "ghcr.io/tarot trainer", "ghcr.io/tarot:", "ghcr.io//tarot", "trainer@sha256:xyz"],
+)
+def test_bad_image_references_name_the_field(image: str) -> None:
+    assert "string should match pattern" in issues({"images": {"sandbox": image}})["images.sandbox"].lower()
+
+
+def test_random_needs_every_tier_whatever_the_seed() -> None:
+    for seed in range(4):
+        found = issues(
+            {"tiers": ["basic", "intermediate", "complex"], "curriculum": {"policy": "random", "seed": seed}}
+        )
+        assert "random shuffles all four tiers" in found["curriculum.policy"]
+    parse_document({"curriculum": {"policy": "random", "seed": 3}})

@@ -1,0 +1,224 @@
+"""kopf handlers: they only observe and apply; every decision is the planner's.
+
+- a daemon per TarotRun is its reconcile loop: it reconciles, then sleeps until something about the
+  run changes (a wake-up) or `resync_seconds` pass (the timer). Creation, operator restarts (resume)
+  and spec updates all start or wake it; one loop per run means a run is never reconciled twice at once.
+- indexes keep small summaries of the runs' Jobs, their pods (for termination messages) and the sandbox
+  Deployments, keyed by (namespace, run): reads cost no API request. kopf fills every index before
+  any handler runs, so a restarted operator sees every existing child before it could create one.
+- event handlers on those children (and on the run itself, e.g. a status patch from a train pod)
+  wake the run's loop.
+- deletion: children are garbage-collected through their ownerReferences; with
+  storage.retainOnDelete the workspace PVC's ownerReference is dropped first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import httpx
+import kopf
+from kopf._core.intents.filters import MetaFilterToken  # the type of kopf.PRESENT (not exported)
+
+from tarot_jobs.lifecycle.types import ChildKind, ChildRef, RunEvent
+
+from . import metrics
+from .config import OperatorConfig
+from .kube import ApiError, Kube
+from .names import GROUP, MANAGED_BY, PLURAL, RUN_LABEL, VERSION, child_name
+from .observe import (
+    DeploymentSummary,
+    JobSummary,
+    PodSummary,
+    summarize_deployment,
+    summarize_job,
+    summarize_pod,
+)
+from .reconcile import Observation, Reconciler, RunMemory, object_path
+
+log = logging.getLogger(__name__)
+
+FINALIZER = "tarot.dev/finalizer"
+ANNOTATION_PREFIX = "tarot.dev"
+ERROR_BACKOFF_S = 5.0
+MANAGED: dict[str, str | MetaFilterToken] = {
+    "app.kubernetes.io/managed-by": MANAGED_BY,
+    RUN_LABEL: kopf.PRESENT,
+}
+RunKey = tuple[str, str]
+
+
+class OperatorState:
+    """Per-process state shared by the handlers: the reconciler and each run's memory."""
+
+    def __init__(self, config: OperatorConfig, kube: Kube) -> None:
+        self.config = config
+        self.kube = kube
+        self.reconciler = Reconciler(kube, config)
+        self.runs: dict[RunKey, RunMemory] = {}
+
+    def memory(self, key: RunKey) -> RunMemory:
+        return self.runs.setdefault(key, RunMemory())
+
+    def wake(self, key: RunKey) -> None:
+        memory = self.runs.get(key)
+        if memory is not None:
+            memory.wake.set()
+
+
+def _values(index: kopf.Index[RunKey, Any], key: RunKey) -> list[Any]:
+    store: Iterable[Any] = index.get(key, ())
+    return [value for value in store if value is not None]
+
+
+def build_registry(state: OperatorState) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    config = state.config
+
+    @kopf.on.login(id="login", registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # The same credentials as the operator's own client: in-cluster account, else the kubeconfig.
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.startup(id="settings", registry=registry)
+    def configure(**kwargs: Any) -> None:
+        settings: kopf.OperatorSettings = kwargs["settings"]
+        settings.persistence.finalizer = FINALIZER
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=ANNOTATION_PREFIX)
+        settings.peering.standalone = True
+        # Watching named namespaces needs no cluster-wide reads: with scanning off, kopf watches the
+        # names as given instead of listing namespaces and CRDs (which a namespace-scoped Role can't).
+        settings.scanning.disabled = bool(config.namespaces)
+        # A watch that goes silent (a dropped connection, a stuck proxy) is ended and restarted
+        # rather than waited on forever.
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.watching.connect_timeout = 10
+        settings.networking.request_timeout = 60
+        settings.networking.connect_timeout = 10
+
+    # -- indexes: small summaries of the children, keyed by their run ---------------------------
+
+    @kopf.index("batch", "v1", "jobs", id="tarot_jobs", labels=MANAGED, registry=registry)
+    def tarot_jobs(**kwargs: Any) -> Any:
+        summary = summarize_job(dict(kwargs["body"]))
+        return None if summary is None else {_run_key(kwargs): summary}
+
+    @kopf.index("", "v1", "pods", id="tarot_pods", labels=MANAGED, registry=registry)
+    def tarot_pods(**kwargs: Any) -> Any:
+        summary = summarize_pod(dict(kwargs["body"]))
+        return None if summary is None else {_run_key(kwargs): summary}
+
+    sandboxes: dict[str, str | MetaFilterToken] = {**MANAGED, "app.kubernetes.io/component": "sandbox"}
+
+    @kopf.index("apps", "v1", "deployments", id="tarot_sandboxes", labels=sandboxes, registry=registry)
+    def tarot_sandboxes(**kwargs: Any) -> Any:
+        return {_run_key(kwargs): summarize_deployment(dict(kwargs["body"]))}
+
+    # -- wake-ups ----------------------------------------------------------------------------
+
+    @kopf.on.event("batch", "v1", "jobs", id="job-changed", labels=MANAGED, registry=registry)
+    @kopf.on.event("apps", "v1", "deployments", id="sandbox-changed", labels=sandboxes, registry=registry)
+    def child_changed(**kwargs: Any) -> None:
+        state.wake(_run_key(kwargs))
+
+    @kopf.on.event("", "v1", "pods", id="pod-changed", labels=MANAGED, registry=registry)
+    def pod_changed(**kwargs: Any) -> None:
+        if kwargs["status"].get("phase") in ("Succeeded", "Failed"):  # a result or a failure to read
+            state.wake(_run_key(kwargs))
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, id="run-changed", registry=registry)
+    def run_changed(**kwargs: Any) -> None:
+        state.wake((kwargs["namespace"], kwargs["name"]))
+
+    # -- the reconcile loop of one run --------------------------------------------------------
+
+    @kopf.daemon(GROUP, VERSION, PLURAL, id="reconcile", registry=registry, cancellation_timeout=1.0)
+    async def drive(**kwargs: Any) -> None:
+        namespace, name, body = kwargs["namespace"], kwargs["name"], kwargs["body"]
+        jobs: kopf.Index[RunKey, JobSummary] = kwargs["tarot_jobs"]
+        pods: kopf.Index[RunKey, PodSummary] = kwargs["tarot_pods"]
+        sandboxes: kopf.Index[RunKey, DeploymentSummary] = kwargs["tarot_sandboxes"]
+        key = (namespace, name)
+        memory = state.memory(key)
+        while True:
+            memory.wake.clear()
+            run = copy.deepcopy(dict(body))  # the live body: kopf updates it with every watch event
+            if run["metadata"].get("deletionTimestamp"):
+                return
+            seen = Observation(
+                jobs=_values(jobs, key),
+                pods=_values(pods, key),
+                deployment=next(iter(_values(sandboxes, key)), None),
+            )
+            started = time.perf_counter()
+            wait = config.resync_seconds
+            try:
+                plan = await state.reconciler.reconcile(run, memory, seen)
+                metrics.RECONCILES.labels("success").inc()
+                memory.last_error = None
+                if plan is not None and plan.status.get("phase") in ("Succeeded", "Failed"):
+                    wait = max(wait, 600.0)  # nothing left to do; woken by any change anyway
+            except (ApiError, httpx.HTTPError, OSError) as exc:  # the API server refused or is unreachable
+                metrics.RECONCILES.labels("error").inc()
+                log.warning(
+                    "reconciling %s/%s failed, retrying in %.0f s: %s", namespace, name, ERROR_BACKOFF_S, exc
+                )
+                await _tell(
+                    state, run, memory, f"reconciling failed, retrying every {ERROR_BACKOFF_S:.0f} s: {exc}"
+                )
+                wait = ERROR_BACKOFF_S
+            except Exception:  # a bug: logged with its traceback and counted; the loop of this run goes on
+                metrics.RECONCILES.labels("error").inc()
+                log.exception(
+                    "reconciling %s/%s failed, retrying in %.0f s", namespace, name, ERROR_BACKOFF_S
+                )
+                wait = ERROR_BACKOFF_S
+            finally:
+                metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(memory.wake.wait(), timeout=wait)
+
+    # -- deletion -----------------------------------------------------------------------------
+
+    @kopf.on.delete(GROUP, VERSION, PLURAL, id="release", registry=registry)
+    async def release(**kwargs: Any) -> None:
+        namespace, name, body, spec = kwargs["namespace"], kwargs["name"], kwargs["body"], kwargs["spec"]
+        state.runs.pop((namespace, name), None)
+        metrics.forget_run(namespace, name)
+        storage = spec.get("storage") or {}
+        if storage.get("retainOnDelete"):
+            # Without its ownerReference the garbage collector leaves the PVC (and its checkpoints).
+            claim = child_name(name, ChildRef(ChildKind.WORKSPACE))
+            path = object_path("PersistentVolumeClaim", namespace, claim)
+            try:
+                await state.kube.merge_patch(path, {"metadata": {"ownerReferences": None}})
+                kept = RunEvent(
+                    "Normal", "WorkspaceRetained", f"PVC {claim} is kept (storage.retainOnDelete)"
+                )
+                await state.reconciler.post_event(dict(body), kept)
+            except ApiError as err:
+                if err.status != 404:
+                    raise
+
+    return registry
+
+
+def _run_key(kwargs: dict[str, Any]) -> RunKey:
+    return (kwargs["namespace"], kwargs["labels"][RUN_LABEL])
+
+
+async def _tell(state: OperatorState, run: dict[str, Any], memory: RunMemory, message: str) -> None:
+    """A Warning Event on the run for a reconcile error, once per distinct message (no event storm)."""
+    if memory.last_error == message:
+        return
+    memory.last_error = message
+    with contextlib.suppress(ApiError, httpx.HTTPError, OSError):
+        await state.reconciler.post_event(run, RunEvent("Warning", "ReconcileError", message))

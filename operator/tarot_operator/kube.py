@@ -1,0 +1,126 @@
+"""A thin async JSON client for the Kubernetes API: the operator's own writes (creates, patches).
+
+kopf owns the watches; this client makes the few requests the reconciler needs, as plain dicts
+(no model classes to convert: with hundreds of runs, serialisation is the operator's main CPU cost).
+Credentials come from the in-cluster service account, or from the kubeconfig.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Generator
+from typing import Any
+
+import httpx
+from kubernetes import config as kube_config
+from kubernetes.client import Configuration
+
+from .metrics import API_REQUESTS
+
+JSON = dict[str, Any]
+
+_CORE_GROUPS = {"v1": "/api/v1"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+
+
+def collection_path(api_version: str, kind_plural: str, namespace: str) -> str:
+    prefix = _CORE_GROUPS.get(api_version, f"/apis/{api_version}")
+    return f"{prefix}/namespaces/{namespace}/{kind_plural}"
+
+
+class _BearerToken(httpx.Auth):
+    """The token of the kubernetes client's configuration, read per request.
+
+    In a pod, load_incluster_config stores the service account's token as "BearerToken" and installs
+    a refresh hook that re-reads the projected (rotating) token file; a kubeconfig with a token
+    stores it the same way. A client-certificate kubeconfig has none, and TLS authenticates.
+    """
+
+    def __init__(self, cfg: Configuration) -> None:
+        self.cfg = cfg
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self.cfg.refresh_api_key_hook is not None:
+            self.cfg.refresh_api_key_hook(self.cfg)
+        token = self.cfg.get_api_key_with_prefix("BearerToken") or (self.cfg.api_key or {}).get(
+            "authorization"
+        )
+        if token:
+            request.headers["Authorization"] = token
+        yield request
+
+
+class Kube:
+    """Create / patch / get with the operator's credentials; counts its requests by verb."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    @classmethod
+    def connect(cls) -> Kube:
+        cfg = Configuration()
+        try:
+            kube_config.load_incluster_config(client_configuration=cfg)
+        except kube_config.ConfigException:
+            kube_config.load_kube_config(client_configuration=cfg)
+        headers = {"User-Agent": "tarot-operator"}
+        tls = (
+            ssl.create_default_context(cafile=cfg.ssl_ca_cert)
+            if cfg.ssl_ca_cert
+            else ssl.create_default_context()
+        )
+        if not cfg.verify_ssl:
+            tls.check_hostname = False
+            tls.verify_mode = ssl.CERT_NONE
+        if cfg.cert_file and cfg.key_file:
+            tls.load_cert_chain(cfg.cert_file, cfg.key_file)
+        limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+        client = httpx.AsyncClient(
+            base_url=cfg.host.rstrip("/"),
+            headers=headers,
+            auth=_BearerToken(cfg),
+            verify=tls,
+            timeout=30.0,
+            limits=limits,
+        )
+        return cls(client)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def request(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
+    ) -> JSON:
+        API_REQUESTS.labels(method).inc()
+        content = None if body is None else json.dumps(body)
+        response = await self.client.request(
+            method, path, content=content, headers={"Content-Type": content_type}
+        )
+        if response.status_code >= 300:
+            raise ApiError(response.status_code, _message(response.text))
+        return response.json() if response.content else {}
+
+    async def create(self, path: str, body: JSON) -> JSON:
+        return await self.request("POST", path, body)
+
+    async def get(self, path: str) -> JSON:
+        return await self.request("GET", path)
+
+    async def merge_patch(self, path: str, body: JSON) -> JSON:
+        return await self.request("PATCH", path, body, content_type="application/merge-patch+json")
+
+    async def json_patch(self, path: str, operations: list[JSON]) -> JSON:
+        return await self.request("PATCH", path, operations, content_type="application/json-patch+json")
+
+
+def _message(text: str) -> str:
+    try:
+        return str(json.loads(text).get("message", text))
+    except (ValueError, AttributeError):
+        return text

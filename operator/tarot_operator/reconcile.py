@@ -1,0 +1,310 @@
+"""One reconciliation of a run: observe its children, ask the planner, apply the plan.
+
+The planner (tarot_jobs.lifecycle.planner) decides everything; this module only turns its answer into
+API requests: create the children it lists that do not exist (adopting any that do: names are
+deterministic, a 409 means "already there"), suspend or resume Jobs, write the status as a minimal
+merge patch, and hand the events to the caller. Reads come from the watches' in-memory indexes, so a
+run whose children did not change costs no API request at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+
+from tarot_jobs.lifecycle import planner
+from tarot_jobs.lifecycle.types import ChildKind, ChildRef, ChildState, ObservedChild, Plan, RunEvent
+from tarot_jobs.spec.model import TarotRunSpec, issues_from
+from tarot_jobs.spec.status import rfc3339
+
+from . import metrics
+from .access import progress_account, progress_role, progress_role_binding
+from .config import JobSandbox, OperatorConfig
+from .events import run_event
+from .jobs import JobSettings, needs_rendezvous_service, rendezvous_service, stage_job
+from .kube import ApiError, Kube, collection_path
+from .names import GROUP, JSON, PLURAL, VERSION, child_name
+from .observe import DeploymentSummary, JobSummary, PodSummary, observe_job, observe_sandbox
+from .patching import merge_patch
+from .run_spec import parse_spec, spec_yaml
+from .sandbox import sandbox_deployment, sandbox_network_policy, sandbox_service, sandbox_url
+from .workspace import run_config, workspace_claim
+
+log = logging.getLogger(__name__)
+
+_RESOURCES = {
+    "PersistentVolumeClaim": ("v1", "persistentvolumeclaims"),
+    "ConfigMap": ("v1", "configmaps"),
+    "Service": ("v1", "services"),
+    "ServiceAccount": ("v1", "serviceaccounts"),
+    "Deployment": ("apps/v1", "deployments"),
+    "NetworkPolicy": ("networking.k8s.io/v1", "networkpolicies"),
+    "Role": ("rbac.authorization.k8s.io/v1", "roles"),
+    "RoleBinding": ("rbac.authorization.k8s.io/v1", "rolebindings"),
+    "Job": ("batch/v1", "jobs"),
+    "Event": ("v1", "events"),
+}
+
+
+def object_path(kind: str, namespace: str, name: str | None = None) -> str:
+    api_version, plural = _RESOURCES[kind]
+    path = collection_path(api_version, plural, namespace)
+    return path if name is None else f"{path}/{name}"
+
+
+def status_path(namespace: str, name: str) -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
+
+
+@dataclass
+class RunMemory:
+    """What this operator process knows of one run beyond the watches: which objects it made sure of."""
+
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    ensured: set[str] = field(default_factory=set)  # "Kind/name" created or found to exist
+    config_data: dict[str, str] | None = None  # the ConfigMap data last written
+    sandbox_stopped: bool = False
+    last_error: str | None = None  # the last reconcile error told to the run as an Event
+    # The run as the last status patch returned it, and the resourceVersion it replaced: until the
+    # watch delivers a newer version, the live body is older than what this process wrote.
+    written: JSON | None = None
+    replaced_version: str | None = None
+
+    def freshest(self, run: JSON) -> JSON:
+        if self.written is not None and run["metadata"].get("resourceVersion") == self.replaced_version:
+            return self.written
+        self.written = self.replaced_version = None
+        return run
+
+
+@dataclass
+class Observation:
+    """The run's children as the watches saw them."""
+
+    jobs: list[JobSummary]
+    pods: list[PodSummary]
+    deployment: DeploymentSummary | None
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, config: OperatorConfig) -> None:
+        self.kube = kube
+        self.config = config
+
+    async def reconcile(self, run: JSON, memory: RunMemory, seen: Observation) -> Plan | None:
+        run = memory.freshest(run)  # never plan from a status older than the one this process wrote
+        meta = run["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        status = dict(run.get("status") or {})
+        try:
+            spec = parse_spec(run)
+        except ValidationError as exc:
+            await self._reject(run, status, exc)
+            return None
+        observed = self.observe(spec, status, memory, seen)
+        plan = planner.plan(spec, status, observed, datetime.now(UTC), generation=meta.get("generation"))
+        jobs = {job.ref: job for job in seen.jobs}
+        await self.apply_children(run, spec, plan, memory, jobs, seen.deployment)
+        await self.apply_suspension(run, plan, jobs)
+        # Events go out before the status that records their transition: a crash in between makes the
+        # next process emit them again (at least once) rather than never.
+        await asyncio.gather(*(self.post_event(run, event) for event in plan.events))
+        patch = merge_patch(status, plan.status)
+        if patch:
+            written = await self._patch_status(namespace, name, patch)
+            if written:
+                memory.written, memory.replaced_version = written, meta.get("resourceVersion")
+        metrics.update_run(namespace, name, plan.status)
+        return plan
+
+    def observe(
+        self, spec: TarotRunSpec, status: JSON, memory: RunMemory, seen: Observation
+    ) -> dict[ChildRef, ObservedChild]:
+        live = (status.get("curriculum") or {}).get("live")
+        observed = {job.ref: observe_job(job, seen.pods, live) for job in seen.jobs}
+        workspace = ChildRef(ChildKind.WORKSPACE)
+        if any(key.startswith("PersistentVolumeClaim/") for key in memory.ensured):
+            observed[workspace] = ObservedChild(workspace, ChildState.RUNNING)
+        sandbox = observe_sandbox(seen.deployment)
+        if sandbox is not None:
+            observed[sandbox.ref] = sandbox
+        return observed
+
+    # -- children ---------------------------------------------------------------------------
+
+    async def apply_children(
+        self,
+        run: JSON,
+        spec: TarotRunSpec,
+        plan: Plan,
+        memory: RunMemory,
+        jobs: dict[ChildRef, JobSummary],
+        deployment: DeploymentSummary | None,
+    ) -> None:
+        name = run["metadata"]["name"]
+        services: list[Awaitable[None]] = []
+        for ref in plan.children:
+            if ref.kind is ChildKind.WORKSPACE:
+                services.append(self._ensure(memory, run, workspace_claim(run, child_name(name, ref), spec)))
+                services.append(self._ensure_config(memory, run, spec, plan.status))
+            elif ref.kind is ChildKind.SANDBOX:
+                services.append(self._ensure_sandbox(memory, run, spec, ref))
+        await asyncio.gather(*services)
+        # Jobs only after the ConfigMap holds what they read (a train pod needs policy.json at start).
+        for ref in plan.children:
+            if ref.kind not in (ChildKind.WORKSPACE, ChildKind.SANDBOX) and ref not in jobs:
+                await self._create_job(memory, run, spec, plan, ref)
+        if ChildRef(ChildKind.SANDBOX) not in plan.children:
+            await self._stop_sandbox(memory, run, deployment)
+
+    async def _ensure_sandbox(self, memory: RunMemory, run: JSON, spec: TarotRunSpec, ref: ChildRef) -> None:
+        name = child_name(run["metadata"]["name"], ref)
+        image = spec.images.sandbox or self.config.sandbox_image
+        replicas = 0 if self.config.job_sandbox is JobSandbox.IN_PROCESS else spec.sandbox.replicas
+        await asyncio.gather(
+            self._ensure(memory, run, sandbox_network_policy(run, name)),
+            self._ensure(memory, run, sandbox_service(run, name)),
+            self._ensure(
+                memory, run, sandbox_deployment(run, name, spec, image, replicas, self.config.pod_labels)
+            ),
+        )
+
+    async def _stop_sandbox(self, memory: RunMemory, run: JSON, deployment: DeploymentSummary | None) -> None:
+        """A finished run's sandbox serves nobody: scale it to zero (kept, like the finished Jobs)."""
+        if deployment is None or memory.sandbox_stopped:
+            return
+        path = object_path("Deployment", run["metadata"]["namespace"], deployment.name)
+        await self._ignore_missing(self.kube.merge_patch(path, {"spec": {"replicas": 0}}))
+        memory.sandbox_stopped = True
+
+    async def _create_job(
+        self, memory: RunMemory, run: JSON, spec: TarotRunSpec, plan: Plan, ref: ChildRef
+    ) -> None:
+        if ref.kind is ChildKind.TRAIN:
+            # The train stage reports live progress with this identity (may patch only this run's status).
+            await asyncio.gather(
+                self._ensure(memory, run, progress_account(run)),
+                self._ensure(memory, run, progress_role(run)),
+                self._ensure(memory, run, progress_role_binding(run)),
+            )
+            if needs_rendezvous_service(spec, ref):
+                await self._ensure(memory, run, rendezvous_service(run, ref))
+        phases = len((plan.status.get("curriculum") or {}).get("phases") or []) or 1
+        settings = JobSettings(
+            image=spec.images.trainer or self.config.trainer_image,
+            model_cache=self.config.model_cache,
+            # With Kueue the Job waits suspended until Kueue admits it; the operator never unsuspends it.
+            suspend=spec.resources.kueue_queue is not None or ref in plan.suspend,
+            pod_labels=self.config.pod_labels,
+            phases=phases,
+        )
+        job = stage_job(run, ref, spec, settings)
+        try:
+            await self.kube.create(object_path("Job", run["metadata"]["namespace"]), job)
+            log.info("created Job %s/%s", run["metadata"]["namespace"], job["metadata"]["name"])
+        except ApiError as err:
+            if err.status != 409:  # 409: it exists (a restart, or the watch has not shown it yet): adopt it
+                raise
+
+    async def _ensure(self, memory: RunMemory, run: JSON, obj: JSON) -> None:
+        """Create `obj` unless this process already made sure of it; an existing one is adopted."""
+        key = f"{obj['kind']}/{obj['metadata']['name']}"
+        if key in memory.ensured:
+            return
+        try:
+            await self.kube.create(object_path(obj["kind"], run["metadata"]["namespace"]), obj)
+        except ApiError as err:
+            if err.status != 409:
+                raise
+        memory.ensured.add(key)
+
+    async def _ensure_config(self, memory: RunMemory, run: JSON, spec: TarotRunSpec, status: JSON) -> None:
+        """spec.yaml for the Jobs, and policy.json once the planner has selected the policy."""
+        url = None
+        if self.config.job_sandbox is JobSandbox.SERVICE:
+            sandbox = child_name(run["metadata"]["name"], ChildRef(ChildKind.SANDBOX))
+            url = sandbox_url(sandbox, run["metadata"]["namespace"])
+        policy = None
+        if status.get("policy") is not None:
+            policy = json.dumps(planner.selection(spec, status).model_dump(mode="json"))
+        config = run_config(run, spec_yaml(spec, url), policy)
+        if memory.config_data == config["data"]:
+            return
+        namespace, name = run["metadata"]["namespace"], config["metadata"]["name"]
+        if memory.config_data is None:
+            try:
+                await self.kube.create(object_path("ConfigMap", namespace), config)
+                memory.config_data = config["data"]
+                return
+            except ApiError as err:
+                if err.status != 409:
+                    raise
+        await self.kube.merge_patch(object_path("ConfigMap", namespace, name), {"data": config["data"]})
+        memory.config_data = config["data"]
+
+    # -- suspension -------------------------------------------------------------------------
+
+    async def apply_suspension(self, run: JSON, plan: Plan, jobs: dict[ChildRef, JobSummary]) -> None:
+        namespace = run["metadata"]["namespace"]
+        for ref in plan.suspend:
+            job = jobs.get(ref)
+            if job is not None and not job.suspended and not job.complete and job.failed_reason is None:
+                await self._set_suspend(namespace, job, True)
+        for ref in plan.children:
+            job = jobs.get(ref)
+            # Resume only what the operator suspended: a Kueue Job's suspension belongs to Kueue.
+            if job is not None and job.suspended and not job.kueue and ref not in plan.suspend:
+                await self._set_suspend(namespace, job, False)
+
+    async def _set_suspend(self, namespace: str, job: JobSummary, suspend: bool) -> None:
+        path = object_path("Job", namespace, job.name)
+        await self._ignore_missing(self.kube.merge_patch(path, {"spec": {"suspend": suspend}}))
+        log.info("%s Job %s/%s", "suspended" if suspend else "resumed", namespace, job.name)
+
+    async def post_event(self, run: JSON, event: RunEvent) -> None:
+        await self.kube.create(object_path("Event", run["metadata"]["namespace"]), run_event(run, event))
+
+    # -- status -----------------------------------------------------------------------------
+
+    async def _patch_status(self, namespace: str, name: str, patch: JSON) -> JSON:
+        """The run as the API server holds it after the patch ({} when the run is gone)."""
+        return await self._ignore_missing(
+            self.kube.merge_patch(status_path(namespace, name), {"status": patch})
+        )
+
+    async def _reject(self, run: JSON, status: JSON, exc: ValidationError) -> None:
+        """A spec the model rejects (a CRD older than this operator): fail the run, naming the fields."""
+        if status.get("phase") == "Failed":
+            return
+        problems = "; ".join(str(issue) for issue in issues_from(exc, TarotRunSpec))
+        message = f"the spec is invalid: {problems}; fix it (tarot validate) and create the run again"
+        now = rfc3339(datetime.now(UTC))
+        condition = {
+            "type": "Failed",
+            "status": "True",
+            "lastTransitionTime": now,
+            "reason": "InvalidSpec",
+            "message": message[:32768],
+        }
+        meta = run["metadata"]
+        await self._patch_status(
+            meta["namespace"],
+            meta["name"],
+            {"phase": "Failed", "completionTime": now, "conditions": [condition]},
+        )
+        await self.post_event(run, RunEvent("Warning", "InvalidSpec", message))
+
+    @staticmethod
+    async def _ignore_missing(request: Awaitable[JSON]) -> JSON:
+        try:
+            return await request
+        except ApiError as err:
+            if err.status != 404:  # the object (or the run) was deleted meanwhile
+                raise
+            return {}
