@@ -2,7 +2,7 @@
 PYTHON ?= python3
 WORKDIR ?= runs/quickstart
 
-.PHONY: install quickstart lint typecheck test unit cluster-tools
+.PHONY: install system-packages quickstart lint typecheck test unit cluster-tools chart-tools
 
 install:  ## Install tarot with every extra into the current Python.
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e ".[all]"
@@ -20,8 +20,21 @@ typecheck:
 unit: install lint typecheck
 	$(PYTHON) -m pytest -m "not cluster"
 
+system-packages:  ## Debian packages the image, chart and monitoring tests use (buildah, podman, mmdebstrap, prometheus).
+	bash hack/install-system-packages.sh
+
 cluster-tools:  ## Build the local Kubernetes control plane from Go modules into ~/.cache/tarot (once; cached).
 	bash hack/build-cluster-tools.sh
 
-test: install lint typecheck cluster-tools  ## Everything CI runs: lint, types, unit, integration and end-to-end tests.
+chart-tools:  ## Build kubeconform and the monitoring CRDs' schemas for the chart checks (once; cached).
+	bash hack/build-chart-tools.sh
+
+.PHONY: images images-trainer
+images:  ## Build the operator and sandbox images with buildah (no Docker engine; base and wheels cached).
+	bash hack/images.sh all
+
+images-trainer:  ## Build the trainer image (CUDA torch; large; VLLM_VERSION=x.y.z adds vLLM).
+	bash hack/images.sh build trainer
+
+test: system-packages install lint typecheck cluster-tools chart-tools  ## Everything CI runs: lint, types, unit, integration and end-to-end tests.
 	$(PYTHON) -m pytest

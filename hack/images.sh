@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Builds tarot's container images with no Docker engine: Debian's buildah (`--isolation chroot`) on a base
+# root filesystem made by mmdebstrap and imported with podman.
+#
+#   hack/images.sh base                 the base image only (prints its name)
+#   hack/images.sh build operator|sandbox|trainer [TAG]
+#                                       one image; prints its name as the last line
+#   hack/images.sh all [TAG]            operator and sandbox (what `make images` builds)
+#
+# Offline and reproducible builds: the Python packages go into the build context as wheels prepared
+# here (`pip wheel .` for tarot itself, `pip download` for its dependencies) and the Containerfiles
+# install them with `pip install --no-index`, so nothing inside the image reaches a registry or needs
+# this machine's certificates or proxy settings.
+#
+# Cached outside the repository, under $TAROT_CACHE (default ~/.cache/tarot)/images:
+#   base-<suite>.tar      the mmdebstrap root filesystem (rebuilt only with --force-base)
+#   wheels/<extra>/       the downloaded dependency wheels (pip skips what is already there)
+# The base is imported as localhost/tarot-base:<suite> into the containers storage buildah uses.
+#
+# Environment: TAROT_BASE_SUITE (default bookworm: its python3 is 3.11, as pyproject requires),
+# TAROT_IMAGE_REGISTRY (default localhost/tarot), IMAGE_PYTHON_VERSION (default 3.11: the wheels' target);
+# trainer only: VLLM_VERSION (empty: no vLLM), TRAINER_BASE_IMAGE (default: the Containerfile's).
+set -euo pipefail
+
+HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "${HACK_DIR}/.." && pwd)"
+TAROT_CACHE="${TAROT_CACHE:-${HOME}/.cache/tarot}"
+CACHE="${TAROT_CACHE}/images"
+SUITE="${TAROT_BASE_SUITE:-bookworm}"
+BASE_IMAGE="localhost/tarot-base:${SUITE}"
+REGISTRY="${TAROT_IMAGE_REGISTRY:-localhost/tarot}"
+PYTHON="${PYTHON:-python3}"
+# The images' python3: Debian bookworm's and python:3.11-slim's; set it for a trainer base with another.
+IMAGE_PYTHON_VERSION="${IMAGE_PYTHON_VERSION:-3.11}"
+VERSION="$("${PYTHON}" -c 'import tomllib; print(tomllib.load(open("'"${REPO}"'/pyproject.toml", "rb"))["project"]["version"])')"
+
+log() { echo "[images $(date -u +%H:%M:%S)] $*" >&2; }
+need() { command -v "$1" >/dev/null || { echo "error: '$1' is not installed (bash hack/install-system-packages.sh)" >&2; exit 1; }; }
+
+ensure_base() {
+  need mmdebstrap; need podman
+  local tarball="${CACHE}/base-${SUITE}.tar"
+  mkdir -p "${CACHE}"
+  if [[ ! -s "${tarball}" || "${FORCE_BASE:-0}" == 1 ]]; then
+    log "mmdebstrap ${SUITE} (minbase + python3, python3-venv) -> ${tarball}"
+    # python3-venv brings ensurepip, so the Containerfiles make a venv the same way on this base and on
+    # the public python:3.11-slim default.
+    # Documentation, manual pages and translations are left out (as in Debian's -slim images).
+    mmdebstrap --quiet --format=tar --variant=minbase --include=python3,python3-venv,ca-certificates \
+      --aptopt='APT::Install-Recommends "false"' \
+      --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+      --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
+      --dpkgopt='path-exclude=/usr/share/info/*' \
+      --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*' \
+      "${SUITE}" "${tarball}.partial"
+    mv "${tarball}.partial" "${tarball}"
+    podman rmi --force "${BASE_IMAGE}" >/dev/null 2>&1 || true
+  fi
+  if ! podman image exists "${BASE_IMAGE}"; then
+    log "podman import ${tarball} ${BASE_IMAGE}"
+    podman import --quiet "${tarball}" "${BASE_IMAGE}" >/dev/null
+  fi
+  echo "${BASE_IMAGE}"
+}
+
+# Wheels for one extra into the build context: tarot's own wheel, and its dependencies from the cache.
+prepare_wheels() {
+  local extra="$1" context="$2"
+  local cache="${CACHE}/wheels/${extra}"
+  mkdir -p "${cache}" "${context}/wheels"
+  rm -f "${context}"/wheels/*.whl
+  # tarot's wheel from a copy of the source files git knows (tracked, or new and not ignored): an in-tree
+  # build would reuse a stale build/ folder and could pack files that are not part of the source.
+  local source; source="$(mktemp -d)"
+  git -C "${REPO}" ls-files -z --cached --others --exclude-standard |
+    tar -C "${REPO}" --ignore-failed-read --null --files-from=- -cf - | tar -xf - -C "${source}"
+  log "pip wheel tarot (no deps) -> ${context}/wheels"
+  "${PYTHON}" -m pip wheel --quiet --no-deps --wheel-dir "${context}/wheels" "${source}"
+  rm -rf "${source}"
+  # Dependencies for the image's interpreter (CPython ${IMAGE_PYTHON_VERSION}, manylinux x86_64), not this
+  # machine's:
+  # resolved from tarot's own wheel with the extra, binary wheels only (no build inside the image).
+  local own; own="$(ls "${context}"/wheels/tarot-*.whl)"
+  log "pip download tarot[${extra}]'s dependencies -> ${cache}"
+  "${PYTHON}" -m pip download --quiet --dest "${cache}" --only-binary=:all: \
+    --python-version "${IMAGE_PYTHON_VERSION}" --implementation cp --platform manylinux2014_x86_64 \
+    --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 --platform any \
+    "${own}[${extra}]" ${3:+"$3"}
+  rm -f "${cache}"/tarot-*.whl
+  cp "${cache}"/*.whl "${context}/wheels/"
+}
+
+build() {
+  local name="$1" tag="${2:-${VERSION}}"
+  need buildah
+  local dir="${REPO}/images/${name}"
+  [[ -f "${dir}/Containerfile" ]] || { echo "error: no images/${name}/Containerfile" >&2; exit 2; }
+  local extra
+  case "${name}" in
+    operator) extra=operator ;;
+    sandbox) extra=sandbox ;;
+    trainer) extra=train ;;
+    *) echo "error: unknown image '${name}' (operator, sandbox, trainer)" >&2; exit 2 ;;
+  esac
+  local base=""; [[ "${name}" == trainer ]] || base="$(ensure_base)"
+  local context="${CACHE}/context/${name}"
+  rm -rf "${context}"; mkdir -p "${context}"
+  cp "${dir}/Containerfile" "${context}/"
+  local also=""
+  [[ "${name}" == trainer && -n "${VLLM_VERSION:-}" ]] && also="vllm==${VLLM_VERSION}"
+  prepare_wheels "${extra}" "${context}" "${also}"
+  local image="${REGISTRY}/tarot-${name}:${tag}"
+  # Operator and sandbox build on the local base (nothing pulled); the trainer on its Containerfile's
+  # default (CUDA) base, pulled from its registry, unless TRAINER_BASE_IMAGE names another.
+  local base_arg=(--pull=never --build-arg "BASE_IMAGE=${base}")
+  if [[ "${name}" == trainer ]]; then
+    base_arg=(--pull=missing --build-arg "VLLM_VERSION=${VLLM_VERSION:-}"
+      ${TRAINER_BASE_IMAGE:+--build-arg "BASE_IMAGE=${TRAINER_BASE_IMAGE}"})
+  fi
+  log "buildah bud --isolation chroot ${image}"
+  buildah bud --quiet --isolation chroot --layers=false "${base_arg[@]}" \
+    --build-arg "TAROT_VERSION=${VERSION}" --tag "${image}" --file "${context}/Containerfile" "${context}" >&2
+  echo "${image}"
+}
+
+case "${1:-}" in
+  base) ensure_base ;;
+  build) [[ $# -ge 2 ]] || { echo "usage: $0 build operator|sandbox|trainer [TAG]" >&2; exit 2; }; build "$2" "${3:-}" ;;
+  all) build operator "${2:-}"; build sandbox "${2:-}" ;;
+  *) echo "usage: $0 base | build operator|sandbox|trainer [TAG] | all [TAG]" >&2; exit 2 ;;
+esac
