@@ -76,17 +76,21 @@ RANDOM_POLICY = "random"
 MAX_CUSTOM_PHASES = 16  # each phase is a Job on a cluster; the CRD's CEL rules walk the list
 
 
+# Kubernetes objects spell fields in camelCase; Python code in snake_case. Both are accepted, camelCase is
+# written, and an unknown field is an error (the API server would prune it), for the spec and the status.
+CAMEL_CASE_FIELDS = ConfigDict(
+    extra="forbid",
+    alias_generator=to_camel,
+    validate_by_name=True,
+    validate_by_alias=True,
+    serialize_by_alias=True,
+)
+
+
 class SpecModel(BaseModel):
     """Shared config: camelCase in manifests, snake_case accepted, unknown fields rejected."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        alias_generator=to_camel,
-        validate_by_name=True,
-        validate_by_alias=True,
-        serialize_by_alias=True,
-        str_max_length=MAX_STRING,
-    )
+    model_config = ConfigDict(**CAMEL_CASE_FIELDS, str_max_length=MAX_STRING)
 
 
 class LoraSpec(SpecModel):

@@ -16,8 +16,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import BaseModel, Field
+
+from tarot_jobs.spec.model import CAMEL_CASE_FIELDS
 
 RunPhase = Literal[
     "Pending", "Probing", "Selecting", "Training", "Evaluating", "Succeeded", "Failed", "Suspended"
@@ -76,13 +77,7 @@ def parse_rfc3339(value: str) -> datetime:
 class StatusModel(BaseModel):
     """camelCase in the object, snake_case accepted; unknown fields are errors (the CRD would prune them)."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        alias_generator=to_camel,
-        validate_by_name=True,
-        validate_by_alias=True,
-        serialize_by_alias=True,
-    )
+    model_config = CAMEL_CASE_FIELDS
 
 
 class Condition(StatusModel):
