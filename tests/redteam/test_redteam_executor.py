@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from process_helpers import processes_named
 from redteam_programs import (
     FUNCTION_ATTACKS,
     STDIN_ATTACKS,
@@ -117,19 +118,6 @@ def test_the_program_never_holds_test_code_or_expected_values(
     assert outcome.stderr.split() == ["0", "0", "0", "1"], outcome.stderr
 
 
-def _processes_named(marker: str) -> list[int]:
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/comm") as f:
-                    if f.read().strip() == marker:
-                        found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
-
-
 def test_a_daemon_dies_with_a_helper_killed_from_outside(require_isolation: Callable[..., None]) -> None:
     marker = "tsb" + uuid.uuid4().hex[:12]
     daemon = textwrap.dedent(
@@ -150,14 +138,14 @@ def test_a_daemon_dies_with_a_helper_killed_from_outside(require_isolation: Call
         require_isolation(sandbox, "pid")
         future = sandbox.submit(ExecutionRequest(code=daemon, tests=[TestSpec()], time_limit_s=time_limit_s))
         deadline = time.monotonic() + time_limit_s / 2
-        while len(_processes_named(marker)) < 2:  # the program and its daemon are up
+        while len(processes_named(marker)) < 2:  # the program and its daemon are up
             assert time.monotonic() < deadline, "the program never started its daemon"
             time.sleep(0.05)
         os.kill(sandbox.capabilities["pid"], signal.SIGKILL)
         result = future.result(timeout=time_limit_s)
         assert result.results[0].status is Verdict.SANDBOX_ERROR  # the supervisor saw its helper die
-        while _processes_named(marker):  # the kernel tears the namespace down; nothing may survive it
-            assert time.monotonic() < deadline, f"left behind: {_processes_named(marker)}"
+        while processes_named(marker):  # the kernel tears the namespace down; nothing may survive it
+            assert time.monotonic() < deadline, f"left behind: {processes_named(marker)}"
             time.sleep(0.05)
 
 

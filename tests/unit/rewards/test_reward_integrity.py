@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 
 import pytest
+from process_helpers import processes_named
 
 from tarot_jobs.curriculum.policy import Phase
 from tarot_jobs.curriculum.portfolio import get_policy
@@ -39,19 +40,6 @@ def sandbox() -> Iterator[LocalSandbox]:
         yield backend
 
 
-def _processes_named(marker: str) -> list[int]:
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/comm") as f:
-                    if f.read().strip() == marker:
-                        found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
-
-
 def test_a_helper_that_dies_mid_run_is_retried_and_the_reward_is_whole() -> None:
     marker = "tsb" + uuid.uuid4().hex[:12]
     program = (
@@ -66,7 +54,7 @@ def test_a_helper_that_dies_mid_run_is_retried_and_the_reward_is_whole() -> None
 
         def kill_the_helper_once_the_program_runs() -> None:
             deadline = time.monotonic() + time_limit_s
-            while not _processes_named(marker) and time.monotonic() < deadline:
+            while not processes_named(marker) and time.monotonic() < deadline:
                 time.sleep(0.01)
             os.kill(first_helper, signal.SIGKILL)
 

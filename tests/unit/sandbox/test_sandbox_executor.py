@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from process_helpers import processes_named
 
 from tarot_jobs.sandbox.limits import RunLimits
 from tarot_jobs.sandbox.local import LocalSandbox
@@ -31,19 +32,6 @@ def _marker() -> str:
 def _tag(marker: str) -> str:
     """Program prologue that names the process `marker`; forks inherit the name."""
     return f"import ctypes\nctypes.CDLL(None).prctl(15, b'{marker}', 0, 0, 0)\n"
-
-
-def _processes_named(marker: str) -> list[int]:
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/comm") as f:
-                    if f.read().strip() == marker:
-                        found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
 
 
 def run(
@@ -72,7 +60,7 @@ def run_contained(sandbox: LocalSandbox, body: str, **kwargs: object) -> TestRes
     """Run a tagged program and assert that nothing it started is left afterwards."""
     marker = _marker()
     result = run(sandbox, _tag(marker) + textwrap.dedent(body), **kwargs)  # type: ignore[arg-type]
-    assert _processes_named(marker) == [], f"processes left behind: {result}"
+    assert processes_named(marker) == [], f"processes left behind: {result}"
     return result
 
 
