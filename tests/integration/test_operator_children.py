@@ -18,18 +18,17 @@ import httpx
 import pytest
 from kubernetes.client import Configuration
 from kubernetes.config import kube_config
-from pipeline_helpers import SHARED_MODEL_CACHE
+from operator_helpers import running_operator
 from pod_runner.kube_api import JSON
 from pytest_cluster import Cluster
 from tarot_operator.access import progress_account, progress_role, progress_role_binding
-from tarot_operator.process import OperatorProcess, apply_crd
+from tarot_operator.process import OperatorProcess
 
 from tarot_jobs.lifecycle.progress_report import ProgressReporter
 
 pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[2]
-CRD = REPO / "crds" / "tarot.dev_tarotruns.yaml"
 RUNS = "/apis/tarot.dev/v1alpha1/namespaces/{ns}/tarotruns"
 SPEC: JSON = {
     "model": {"name": "tiny", "dtype": "float32"},
@@ -48,34 +47,10 @@ def manifest(name: str, **sections: JSON) -> JSON:
     return {"apiVersion": "tarot.dev/v1alpha1", "kind": "TarotRun", "metadata": {"name": name}, "spec": spec}
 
 
-def runs_being_deleted(cluster: Cluster) -> list[str]:
-    """Runs deleted, or in a namespace being deleted: they need the operator to release its finalizer."""
-    items = cluster.api.get("/apis/tarot.dev/v1alpha1/tarotruns")["items"]
-    terminating = {
-        ns["metadata"]["name"]
-        for ns in cluster.api.get("/api/v1/namespaces")["items"]
-        if ns["metadata"].get("deletionTimestamp")
-    }
-    return [
-        r["metadata"]["name"]
-        for r in items
-        if r["metadata"].get("deletionTimestamp") or r["metadata"]["namespace"] in terminating
-    ]
-
-
 @pytest.fixture(scope="module")
 def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    apply_crd(cluster.kubectl_path, cluster.kubeconfig, CRD)
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    process = OperatorProcess(
-        cluster.kubeconfig, log, "--job-sandbox", "in-process", "--model-cache", str(SHARED_MODEL_CACHE)
-    )
-    process.start()
-    yield process
-    # The last test's namespace is being deleted: let the operator release its runs' finalizers first.
-    cluster.wait_for("runs being deleted to be released", lambda: not runs_being_deleted(cluster), timeout=90)
-    process.stop()
-    print(f"operator log ({log}):\n{process.log_tail(200)}")
+    with running_operator(cluster, tmp_path_factory.mktemp("operator")) as process:
+        yield process
 
 
 def run_path(namespace: str, name: str = "") -> str:
