@@ -9,7 +9,10 @@ In one invocation it runs:
   (a) the reference approach: one `subprocess.run([python, "-c", code])` per test, serially;
   (b) the same subprocess-per-test, on a thread pool with as many workers as ours;
   (c) tarot's LocalSandbox (warm fork-server helpers).
-and checks that all three reach the same verdicts. Then it measures the
+and checks that all three reach the same verdicts (exit status 1 when any
+differ: the speed of a sandbox that judges wrongly means nothing, so then the
+table shows what differed with no speed-up, the JSON line has null ratios and
+"verdicts_agree": false, and stderr lists the first differences). Then it measures the
 round trip of a trivial program through the executor, one test at a time
 (the per-test overhead). Prints a table, then one JSON line:
 {"tests_per_s", "vs_serial_subprocess", "vs_parallel_subprocess", "p50_ms", "p99_ms",
@@ -187,18 +190,23 @@ def main() -> None:
     for column in ("approach", "seconds", "tests/s", "speed-up of (c)", "verdicts agreeing with (c)"):
         table.add_column(column, justify="right")
     n = len(pairs)
+    agree = agree_serial == n and agree_parallel == n
+
+    def ratio(reference_s: float) -> float | None:
+        return round(reference_s / ours_s, 2) if agree else None
+
     table.add_row(
         "(a) subprocess, serial",
         f"{serial_s:.2f}",
         f"{n / serial_s:.1f}",
-        f"{serial_s / ours_s:.1f}x",
+        f"{serial_s / ours_s:.1f}x" if agree else "-",
         f"{agree_serial}/{n}",
     )
     table.add_row(
         f"(b) subprocess, {args.workers} workers",
         f"{parallel_s:.2f}",
         f"{n / parallel_s:.1f}",
-        f"{parallel_s / ours_s:.1f}x",
+        f"{parallel_s / ours_s:.1f}x" if agree else "-",
         f"{agree_parallel}/{n}",
     )
     table.add_row(f"(c) tarot executor ({path})", f"{ours_s:.2f}", f"{n / ours_s:.1f}", "1.0x", f"{n}/{n}")
@@ -218,8 +226,8 @@ def main() -> None:
         json.dumps(
             {
                 "tests_per_s": round(n / ours_s, 1),
-                "vs_serial_subprocess": round(serial_s / ours_s, 2),
-                "vs_parallel_subprocess": round(parallel_s / ours_s, 2),
+                "vs_serial_subprocess": ratio(serial_s),
+                "vs_parallel_subprocess": ratio(parallel_s),
                 "p50_ms": round(percentile(round_trips, 0.5), 3),
                 "p99_ms": round(percentile(round_trips, 0.99), 3),
                 "function_p50_ms": round(percentile(call_trips, 0.5), 3),
@@ -229,10 +237,20 @@ def main() -> None:
                 "tests": n,
                 "workers": args.workers,
                 "verdict_agreement_serial": agree_serial / n,
+                "verdict_agreement_parallel": agree_parallel / n,
+                "verdicts_agree": agree,
                 "path": path,
             }
         )
     )
+    if not agree:
+        wrong = [
+            f"{r.kind.value} #{i}: reference {a.value} / {p.value}, tarot {b.value}"
+            for i, ((r, _), a, p, b) in enumerate(zip(pairs, serial, parallel, ours, strict=True))
+            if not a == p == b
+        ]
+        print(f"verdicts disagree on {len(wrong)} of {n} tests, e.g. {wrong[:5]}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

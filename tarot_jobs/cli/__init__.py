@@ -7,7 +7,9 @@ inside the command functions, so `tarot --help` and the sandbox stay light.
 
   output.py         the one Console pair, `fail`/`exit_codes` and the exit codes
                     (0 ok, 1 the work failed, 2 bad input, 3 service unavailable),
-                    and the stage result file ($TAROT_RESULT_FILE)
+                    the stage result file ($TAROT_RESULT_FILE), and `literal` for text that must
+                    reach a console as written (program output: no markup, escapes shown)
+  shutdown.py       SIGTERM/SIGINT kill the jails a command started (no sandbox process outlives it)
   stage_options.py  what the stage commands share: SPEC, --data, --model-cache, tables
   stage_results.py  each stage's output cut down to its small JSON result
 """

@@ -66,9 +66,24 @@ BAD_INPUT_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+# Control characters (but newline and tab), DEL, C1 controls and the bidirectional overrides, each shown as
+# its escape: a program's output cannot move the cursor, clear the screen or reorder what is shown.
+_VISIBLE = (
+    {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if code not in (0x09, 0x0A)}
+    | {code: f"\\u{code:04x}" for code in (0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+    | {0x0D: "\\r"}
+)
+
+
+def literal(text: str) -> Text:
+    """Text shown exactly as it is (program output, ids and paths from data): never rich markup, and with
+    every control character made visible as an escape."""
+    return Text(text.translate(_VISIBLE))
+
+
 def error(message: str) -> None:
     """`error: message` on stderr; the message is plain text (paths may hold [brackets])."""
-    stderr.print(Text.assemble(("error: ", "bold red"), message))
+    stderr.print(Text.assemble(("error: ", "bold red"), literal(message)))
 
 
 def fail(message: str, code: ExitCode) -> NoReturn:

@@ -14,8 +14,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from tarot_jobs.cli.output import BadInput, exit_codes, reporter, stdout
+from tarot_jobs.cli.output import BadInput, exit_codes, literal, reporter, stdout
+from tarot_jobs.cli.shutdown import sandbox_dies_with_the_command
 from tarot_jobs.curriculum.portfolio import get_policy
 from tarot_jobs.problems.model import ALL_TIERS, Problem
 from tarot_jobs.rewards.tiered import RewardDetail, score_batch
@@ -94,21 +96,35 @@ def _print_table(details: list[RewardDetail]) -> None:
             f"{status} x{n}" for status, n in detail.verdict_counts().items() if status != "passed"
         )
         table.add_row(
-            str(i), detail.problem_id, reward, *tallies, failures if detail.code_found else "no code"
+            str(i), literal(detail.problem_id), reward, *tallies, failures if detail.code_found else "no code"
         )
     stdout.print(table)
-    scored = [d for d in details if d.reward is not None]
-    mean = sum(d.reward for d in scored if d.reward is not None) / len(scored) if scored else float("nan")
+    stdout.print(_summary(details))
+
+
+def _summary(details: list[RewardDetail]) -> Text:
+    """The mean reward over every completion, one the sandbox failed on counting 0 (as evaluation counts it
+    a failure): a mean over the scored ones only would rise with every completion the sandbox dropped."""
+    scored = [d.reward for d in details if d.reward is not None]
+    mean = sum(scored) / len(details) if details else float("nan")
     rates = []
     for tier in ALL_TIERS:
-        total = sum(d.tiers[tier].total for d in scored if tier in d.tiers)
+        total = sum(d.tiers[tier].total for d in details if tier in d.tiers)
         if total:
-            passed = sum(d.tiers[tier].passed for d in scored if tier in d.tiers)
+            passed = sum(d.tiers[tier].passed for d in details if tier in d.tiers)
             rates.append(f"{tier.value} {passed}/{total}")
+    summary = Text(
+        f"mean reward {mean:.3f} over {len(details)} completion(s); tests passed: {', '.join(rates)}"
+    )
     failed = len(details) - len(scored)
-    stdout.print(f"mean reward {mean:.3f} over {len(scored)} completion(s); tests passed: {', '.join(rates)}")
     if failed:
-        stdout.print(f"[yellow]{failed} completion(s) not scored: the sandbox failed[/yellow]")
+        summary.append(
+            f"\n{failed} completion(s) not scored, counted 0: the sandbox failed"
+            f" (mean over the {len(scored)} scored: "
+            + (f"{sum(scored) / len(scored):.3f})" if scored else "-)"),
+            style="yellow",
+        )
+    return summary
 
 
 def score_command(
@@ -144,7 +160,7 @@ def score_command(
     from tarot_jobs.problems.loaders import load_problems
     from tarot_jobs.sandbox.client import backend_for
 
-    with exit_codes():
+    with exit_codes(), sandbox_dies_with_the_command():
         policy = get_policy(policy_name)
         loaded = load_problems(problems_source)
         problems = {p.id: p for p in loaded.problems}

@@ -3,8 +3,9 @@
 TAROT's tests were written by an LLM, so some expect the wrong output, take too
 long or make the gold solution crash. Such a test is invalid and dropped; a
 problem stays usable only while it keeps a valid test in every tier (unless
-`require_all_tiers=False`). A sandbox failure says nothing about a test, so it
-is reported apart as an infrastructure error, never as an invalid test.
+`require_all_tiers=False`). A sandbox failure says nothing about a test: the
+request is sent again (`retries` times, as the reward does), and what still
+fails is reported apart as an infrastructure error, never as an invalid test.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from tarot_jobs.problems.model import ALL_TIERS, Problem, TestCase, Tier
-from tarot_jobs.sandbox.types import ExecutionResult, SandboxBackend, TestResult, Verdict
+from tarot_jobs.sandbox.types import ExecutionRequest, ExecutionResult, SandboxBackend, TestResult, Verdict
 
 
 class InvalidReason(StrEnum):
@@ -101,6 +102,7 @@ def check_problems(
     require_all_tiers: bool = True,
     chunk_size: int = 16,
     chunks_in_flight: int = 2,
+    retries: int = 2,
     progress: Callable[[int], None] | None = None,
 ) -> CheckReport:
     """Run each problem's gold solution on all its tests and judge every test.
@@ -110,7 +112,8 @@ def check_problems(
     `chunks_in_flight` chunks running at once so that a slow test in one chunk
     does not leave the workers idle; the backend must be thread-safe (the local
     and HTTP sandboxes are). `progress(n)` is called with the number of tests
-    judged after each chunk. SandboxUnavailable from the backend propagates.
+    judged after each chunk. A request with a `sandbox_error` verdict is run again, at most `retries`
+    times. SandboxUnavailable from the backend propagates.
     """
     if chunk_size < 1 or chunks_in_flight < 1:
         raise ValueError(
@@ -118,7 +121,7 @@ def check_problems(
         )
     verdicts: list[_Verdicts] = []
     for chunk, results in _run_chunks(
-        problems, backend, timeout_s, memory_limit_mb, chunk_size, chunks_in_flight
+        problems, backend, timeout_s, memory_limit_mb, chunk_size, chunks_in_flight, retries
     ):
         for problem, result in zip(chunk, results, strict=True):
             verdicts.append(_judge(problem, result))
@@ -134,6 +137,7 @@ def _run_chunks(
     memory_limit_mb: int,
     chunk_size: int,
     chunks_in_flight: int,
+    retries: int,
 ) -> Iterator[tuple[Sequence[Problem], list[ExecutionResult]]]:
     """(chunk, results) pairs in input order, keeping up to `chunks_in_flight` chunks running."""
     chunks = [problems[i : i + chunk_size] for i in range(0, len(problems), chunk_size)]
@@ -143,10 +147,7 @@ def _run_chunks(
             p.execution_request(p.gold_solution, time_limit_s=timeout_s, memory_limit_mb=memory_limit_mb)
             for p in chunk
         ]
-        results = backend.run_batch(requests)
-        if len(results) != len(requests):
-            raise RuntimeError(f"sandbox answered {len(results)} results for {len(requests)} requests")
-        return results
+        return _run_with_retries(backend, requests, retries)
 
     with ThreadPoolExecutor(max_workers=chunks_in_flight, thread_name_prefix="check") as pool:
         pending: list[tuple[Sequence[Problem], Future[list[ExecutionResult]]]] = []
@@ -161,6 +162,27 @@ def _run_chunks(
         finally:
             for _, future in pending:
                 future.cancel()
+
+
+def _run_with_retries(
+    backend: SandboxBackend, requests: list[ExecutionRequest], retries: int
+) -> list[ExecutionResult]:
+    """One result per request; those the sandbox failed on are run again, at most `retries` times."""
+    results: list[ExecutionResult] = []
+    pending = list(range(len(requests)))
+    for _ in range(retries + 1):
+        answers = backend.run_batch([requests[i] for i in pending])
+        if len(answers) != len(pending):
+            raise RuntimeError(f"sandbox answered {len(answers)} results for {len(pending)} requests")
+        if not results:
+            results = answers
+        else:
+            for index, answer in zip(pending, answers, strict=True):
+                results[index] = answer
+        pending = [i for i in pending if results[i].infrastructure_failed]
+        if not pending:
+            break
+    return results
 
 
 def _judge(problem: Problem, result: ExecutionResult) -> _Verdicts:
@@ -195,7 +217,9 @@ def _detail(outcome: TestResult, test: TestCase, reason: InvalidReason) -> str:
     if reason is InvalidReason.WRONG_OUTPUT and test.output is not None:
         text = f"expected {_clip(test.output)!r}, got {_clip(outcome.stdout)!r}"
     elif reason is InvalidReason.CRASH and outcome.stderr.strip():
-        text = f"{outcome.detail}: {outcome.stderr.strip().splitlines()[-1]}"
+        # Lines end at newlines only: a carriage return in the last one is shown (escaped), not obeyed.
+        last = outcome.stderr.strip().split("\n")[-1]
+        text = f"{outcome.detail}: {last}"
     else:
         text = outcome.detail
     return _clip(text)

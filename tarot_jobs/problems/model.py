@@ -54,6 +54,12 @@ class Problem(BaseModel):
     language: str = "python"
     kind: ProgramKind = ProgramKind.STDIN_STDOUT
     entry_point: str | None = None
+    checker_prelude: str | None = Field(
+        default=None,
+        description="function style: trusted code the checker runs before each test (a HumanEval prompt,"
+        " so that the helpers its tests call, such as HumanEval/32's `poly`, are the prompt's, not the"
+        " program's).",
+    )
     tests: list[TestCase] = Field(min_length=1)
     source: str | None = None
 
@@ -82,6 +88,7 @@ class Problem(BaseModel):
             code=code,
             kind=self.kind,
             entry_point=self.entry_point,
+            checker_prelude=self.checker_prelude,
             tests=[TestSpec(input=t.input, output=t.output) for t in chosen],
             time_limit_s=time_limit_s,
             memory_limit_mb=memory_limit_mb,

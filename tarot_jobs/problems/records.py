@@ -104,7 +104,8 @@ def parse_canonical(record: Mapping[str, Any]) -> Problem:
 
 
 def parse_humaneval(record: Mapping[str, Any]) -> Problem:
-    """HumanEval shape: the program is prompt + canonical_solution; one untiered test runs `check`."""
+    """HumanEval shape: the program is prompt + canonical_solution; one untiered test runs `check`, after
+    the prompt as the checker's prelude (its helpers are the tests', whatever the program defines)."""
     task_id = record.get("task_id")
     if not isinstance(task_id, str | int) or isinstance(task_id, bool) or str(task_id) == "":
         raise FieldError("task_id", "missing or empty")
@@ -122,6 +123,7 @@ def parse_humaneval(record: Mapping[str, Any]) -> Problem:
             "gold_solution": prompt + solution,
             "kind": ProgramKind.FUNCTION,
             "entry_point": entry_point,
+            "checker_prelude": prompt,
             "tests": [TestCase(input=test_code.rstrip() + check_call, output=None, tier=None)],
         }
     )

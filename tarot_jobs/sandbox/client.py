@@ -208,9 +208,18 @@ class HttpSandbox:
 
 
 def backend_for(url: str | None, workers: int | None = None) -> SandboxBackend:
-    """The sandbox service at `url`, or the local executor with `workers` helpers when `url` is None."""
+    """The sandbox service at `url`, or the local executor with `workers` helpers when `url` is None.
+
+    The local executor is self-tested first (known programs that must pass): one that cannot run
+    programs here raises SandboxUnavailable with the reason (exit status 3 in the CLI), rather than
+    turning every test into a sandbox error (the service does the same at its start)."""
     if url:
         return HttpSandbox(url)
     from tarot_jobs.sandbox.local import LocalSandbox
 
-    return LocalSandbox(workers)
+    local = LocalSandbox(workers)
+    problem = local.self_test()
+    if problem is not None:
+        local.close()
+        raise SandboxUnavailable(f"the local sandbox cannot run programs here: {problem}")
+    return local

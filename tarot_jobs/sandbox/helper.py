@@ -12,7 +12,8 @@ namespace, which builds the root, pivots into it, gives up its privileges
 (root: an unprivileged uid of its own; otherwise: no capabilities in its user
 namespace) and becomes non-dumpable. The launcher only waits: SIGKILL it and
 its child dies by parent-death signal, and with pid 1 the kernel kills every
-process of the namespace, daemons included. When a namespace is refused the
+process of the namespace, daemons included. The launcher itself dies the same
+way with the process that started it (`--parent`), whatever ends that one. When a namespace is refused the
 helper reports which and stops, unless `--pod-boundary` says the pod itself is
 the isolation boundary; then it runs with what it got and says so.
 
@@ -43,6 +44,7 @@ import atexit
 import builtins
 import contextlib
 import ctypes
+import errno
 import fcntl
 import gc
 import importlib
@@ -55,6 +57,7 @@ import select
 import shutil
 import signal
 import socket
+import stat
 import sys
 import tempfile
 import time
@@ -118,6 +121,9 @@ _MAX_JOB_BYTES = 1 << 30
 _CHECKER_MEMORY = 4 << 30
 _READY = b"\x00"
 _COMPILED_PROGRAMS = 16  # a request's tests run one after another on the helpers: compile each once
+# A longer program is compiled in its child, inside its own time limit: compiling megabytes of source
+# takes seconds, which in the helper would count against no limit and could outlast the reply deadline.
+_COMPILE_IN_HELPER_MAX_CHARS = 1 << 16
 _FD_STDIN, _FD_STDOUT, _FD_STDERR, _FD_CALLS, _FD_READY = 0, 1, 2, 3, 4
 
 
@@ -136,7 +142,14 @@ class ProgramHelper:
         self.nproc_base: int = isolation.pop("_nproc_base")
         if not self.pid_namespace:
             _LIBC.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-        self.network_filter = seccomp.PreparedFilter() if isolation["seccomp"] else None
+        # IPC objects are for programs only in an IPC namespace of our own whose limits we set (as root);
+        # elsewhere the filter refuses to create them (they could hold memory beyond the run's limits, and
+        # outlive it where the namespace is not ours).
+        ipc_allowed: bool = isolation.pop("_ipc_allowed")
+        self.network_filter = seccomp.PreparedFilter(ipc=ipc_allowed) if isolation["seccomp"] else None
+        # In a namespace of its own every SysV object is a run's; in the host's, none is ours to remove.
+        self.own_ipc = "ipc" in isolation["namespaces"]
+        self.retired = False
         self._programs: dict[str, Any] = {}
 
     def serve(self) -> None:
@@ -150,18 +163,27 @@ class ProgramHelper:
                     with contextlib.suppress(OSError):
                         os.close(fd)
             frames.send_frame(self.sock, reply)
-            if self.once:
+            if self.once or self.retired:
                 return
 
     def run_job(self, job: dict[str, Any], calls_fd: int | None) -> dict[str, Any]:
+        reply = self._supervise(job, calls_fd)
+        # Every process of the run is dead: what it left is the run's, and goes now. What cannot be
+        # cleared was made so by the program: its failure, and this helper is not used again.
         try:
-            return self._supervise(job, calls_fd)
-        finally:
-            _empty_directory(self.scratch)
+            _clear_scratch(self.scratch)
+            if self.own_ipc:
+                _remove_sysv_ipc()
+        except (OSError, RecursionError) as exc:
+            reply["cleanup_error"] = f"{type(exc).__name__}: {exc}"[:300]
+            self.retired = True
+        return reply
 
     def _compiled(self, source: str) -> Any:
         """The program compiled once for all its tests (None when it does not compile: the child
         compiles it again and reports the error as the program's). Holds programs, never tests."""
+        if len(source) > _COMPILE_IN_HELPER_MAX_CHARS:
+            return None
         if source not in self._programs:
             try:
                 code = compile(source, "<solution>", "exec", dont_inherit=True)
@@ -496,22 +518,94 @@ def _drain(fd: int, buffer: bytearray, cap: int) -> None:
         buffer += data
 
 
-def _empty_directory(path: str) -> None:
-    """Remove everything a run left in the scratch directory, even what it made unreadable."""
-    with os.scandir(path) as entries:
-        for entry in entries:
-            target = os.path.join(path, entry.name)
-            if entry.is_dir(follow_symlinks=False):
-                for root, dirs, _ in os.walk(target):
-                    for name in dirs:
-                        with contextlib.suppress(OSError):
-                            os.chmod(os.path.join(root, name), 0o700, follow_symlinks=False)
-                with contextlib.suppress(OSError):
-                    os.chmod(target, 0o700)
-                shutil.rmtree(target, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    os.unlink(target)
+def _clear_scratch(path: str) -> None:
+    """Make the scratch directory as a fresh one: empty, mode 0700, no xattr or ACL, times zero.
+
+    Whatever the run did: directories of mode 000, trees deeper than PATH_MAX (each directory's
+    subdirectories are moved up to the top before it is removed, so no path or fd stack grows),
+    symlinks (never followed). The helper owns the directory and everything the run made in it."""
+    os.chmod(path, 0o700)
+    for name in os.listxattr(path, follow_symlinks=False):
+        os.removexattr(path, name, follow_symlinks=False)
+    top = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        moved = 0
+        while names := os.listdir(top):
+            for name in names:
+                if not stat.S_ISDIR(os.stat(name, dir_fd=top, follow_symlinks=False).st_mode):
+                    os.unlink(name, dir_fd=top)
+                    continue
+                os.chmod(name, 0o700, dir_fd=top)
+                inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=top)
+                try:
+                    for child in os.listdir(inner):
+                        if stat.S_ISDIR(os.stat(child, dir_fd=inner, follow_symlinks=False).st_mode):
+                            os.chmod(child, 0o700, dir_fd=inner)
+                            moved = _move_up(inner, child, top, moved)
+                        else:
+                            os.unlink(child, dir_fd=inner)
+                finally:
+                    os.close(inner)
+                os.rmdir(name, dir_fd=top)
+        os.utime(top, ns=(0, 0))
+    finally:
+        os.close(top)
+
+
+def _move_up(source_fd: int, name: str, top_fd: int, counter: int) -> int:
+    """Rename directory `name` into the top directory under a name not taken there; the next counter."""
+    while True:
+        counter += 1
+        try:
+            os.rename(name, f".tarot-{counter}", src_dir_fd=source_fd, dst_dir_fd=top_fd)
+            return counter
+        except OSError as exc:  # the program took that name: the next one
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                raise
+
+
+# System V IPC: (ctl function, its argument count, *_INFO, *_STAT_ANY (any mode), IPC_RMID).
+_IPC_RMID = 0
+_SYSV_KINDS = (("shmctl", 3, 14, 15), ("semctl", 4, 19, 20), ("msgctl", 3, 12, 13))
+_IPC_BUFFER = ctypes.create_string_buffer(512)  # larger than shmid_ds, semid_ds, msqid_ds and *info
+
+
+def _remove_sysv_ipc() -> None:
+    """Remove every shared memory segment, semaphore set and message queue of our IPC namespace."""
+    for function_name, arity, info, stat_any in _SYSV_KINDS:
+        function = getattr(_LIBC, function_name)
+
+        def ctl(key: int, command: int, function: Any = function, arity: int = arity) -> int:
+            args = (key, 0, command, _IPC_BUFFER) if arity == 4 else (key, command, _IPC_BUFFER)
+            return int(function(*args))
+
+        highest = ctl(0, info)
+        if highest < 0:
+            raise OSError(ctypes.get_errno(), f"{function_name}(*_INFO) failed")
+        for index in range(highest + 1):
+            ident = ctl(index, stat_any)
+            if ident >= 0 and ctl(ident, _IPC_RMID) != 0:
+                raise OSError(ctypes.get_errno(), f"{function_name}(IPC_RMID) of a run's object failed")
+
+
+def _cap_ipc_namespace(scratch_mb: int) -> str:
+    """Bound what SysV IPC can hold in our own IPC namespace (shared memory counts like scratch) and
+    close POSIX message queues, which cannot be listed to be removed. Needs our namespace's /proc."""
+    limits = {
+        "kernel/shmall": str(scratch_mb << 8),  # in 4 KiB pages
+        "kernel/shmmni": "64",
+        "kernel/shm_rmid_forced": "1",  # a segment goes with the last process attached to it
+        "kernel/msgmni": "64",
+        "kernel/sem": "32000 65536 500 64",  # per set, in all, per semop, sets
+        "fs/mqueue/queues_max": "0",
+    }
+    try:
+        for name, value in limits.items():
+            with open(f"/proc/sys/{name}", "w") as f:
+                f.write(value)
+    except OSError as exc:
+        return str(exc.strerror or exc)
+    return "capped"
 
 
 class _CapHeader(ctypes.Structure):
@@ -605,6 +699,7 @@ class _Options:
         self.uid = int(value("--uid", "65534"))
         self.scratch_mb = int(value("--scratch-mb", "64"))
         self.once = "--once" in argv
+        self.parent = int(value("--parent", "0"))
         self.pod_boundary = "--pod-boundary" in argv
         self.packages = dict(
             item.split("=", 1) for i, item in enumerate(argv) if i and argv[i - 1] == "--package"
@@ -642,6 +737,16 @@ def _refuse_unless_isolated(
 
 def main(argv: list[str]) -> None:
     options = _Options(argv)
+    # Whatever ends the process that started us (SIGKILL included) ends us, and with us the jail (our
+    # child is pid 1 of its namespace and dies with us by the same signal). The parent may be gone already.
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if options.parent and os.getppid() != options.parent:
+        os._exit(1)
+    if options.role == "program":
+        # When memory runs out, the kernel picks a process of a run (they all inherit this), never the
+        # checker or the service: a run that exhausts memory is killed as itself, not dropped with others.
+        with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as adj:
+            adj.write("1000")
     sock = socket.socket(fileno=options.fd)
     # fds 0/1 become /dev/null and stderr: a stray print cannot reach anything.
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -704,7 +809,7 @@ def _inner(
                 jail.build_root(plan, newroot, scratch_owner=(own_uid, own_uid) if own_uid else None)
             )
             isolation["root"] = "minimal"
-            scratch = jail.SCRATCH
+            scratch = plan.scratch
             sys.path[:] = [p for p in sys.path if os.path.isdir(p) and os.path.realpath(p) not in plan.hidden]
             if plan.packages:
                 sys.path.append(jail.PACKAGES_DIR)
@@ -721,6 +826,19 @@ def _inner(
             scratch = tempfile.mkdtemp(prefix="tarot-sandbox-") if options.role == "program" else "/"
         if "uts" in entered:
             jail.set_hostname("sandbox")
+        # Per run: the helper removes every SysV object a run left (in its own IPC namespace), whose
+        # limits it sets when it may; where it may not, programs may not create IPC objects at all.
+        if options.role == "program":
+            ipc_capped = _cap_ipc_namespace(options.scratch_mb) if "ipc" in entered else "not our namespace"
+            isolation["_ipc_allowed"] = ipc_capped == "capped"
+            if ipc_capped == "capped":
+                isolation["ipc"] = "own namespace, limits set, cleared after every run"
+            elif seccomp_ok:
+                isolation["ipc"] = f"refused to programs by seccomp (limits not settable: {ipc_capped})"
+            else:
+                isolation["ipc"] = f"open, limits not settable: {ipc_capped}" + (
+                    "; cleared after every run" if "ipc" in entered else ""
+                )
         fallback_uid = None
         if as_root and "mnt" in entered:
             # The root shows the interpreter to any uid: drop to one of our own for good.

@@ -14,7 +14,8 @@ must not import the package). Two steps, in two processes:
    packages allowed for programs (every site-packages directory under them is
    covered by an empty read-only tmpfs); a private /proc of the new PID
    namespace; /dev with null, zero, full, random and urandom; a private tmpfs
-   /tmp, the only writable place; then pivot_root into it. The data, the
+   scratch (/tmp, or /var/tmp when the install lives under /tmp), the only
+   writable place; then pivot_root into it. The data, the
    repository, home directories, /etc and other processes do not exist there.
 
 Why unshare(2) through ctypes rather than the `unshare` binary: the helper has
@@ -81,7 +82,11 @@ _PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
 _DEVICES = ("null", "zero", "full", "random", "urandom")
 # Where allowed packages appear inside the jail (on the programs' sys.path).
 PACKAGES_DIR = "/opt/tarot-packages"
-SCRATCH = "/tmp"
+# The programs' writable scratch: /tmp, unless the interpreter (or a library or package it shows) lives
+# under /tmp (a venv there): a tmpfs on /tmp would hide it, so the scratch goes to the next free place.
+SCRATCH_CHOICES = ("/tmp", "/var/tmp", "/tarot-scratch")
+# Bounds the inodes a run can make, and so the helper's work to remove them after the run.
+SCRATCH_INODES = 16384
 
 
 class JailError(OSError):
@@ -103,7 +108,7 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int, data:
             flags,
             data and data.encode(),
         ),
-        f"mount {target}",
+        f"mount {source} on {target}" if source else f"mount {target}",
     )
 
 
@@ -160,6 +165,7 @@ class RootPlan:
     symlinks: dict[str, str]  # top-level merged-/usr links (/lib -> usr/lib), recreated as they are
     packages: dict[str, str]  # name -> host path of an allowed package, shown under PACKAGES_DIR
     scratch_mb: int = 64
+    scratch: str = SCRATCH_CHOICES[0]  # where the scratch tmpfs is mounted in the jail
 
 
 def _mapped_library_dirs() -> set[str]:
@@ -206,7 +212,9 @@ def plan_root(packages: dict[str, str], scratch_mb: int = 64) -> RootPlan:
     # exec() of the interpreter inside the jail needs the ELF loader by the path the binary names.
     for start in [sys.executable, *glob.glob("/lib*/ld-*.so*")]:
         symlinks.update(_symlinks_on_the_way(start))
-    return RootPlan(binds, hidden, symlinks, dict(packages), scratch_mb)
+    shown = [*binds, *symlinks, *packages.values()]
+    scratch = next(c for c in SCRATCH_CHOICES if not any(_under(p, c) or _under(c, p) for p in shown))
+    return RootPlan(binds, hidden, symlinks, dict(packages), scratch_mb, scratch)
 
 
 def _symlinks_on_the_way(path: str, depth: int = 0) -> dict[str, str]:
@@ -285,9 +293,10 @@ def build_root(plan: RootPlan, newroot: str, *, scratch_owner: tuple[int, int] |
     except JailError as exc:
         # A pod's /proc has masked paths, so the kernel refuses a fresh one; no /proc is more private still.
         report["proc"] = f"none: {exc.strerror}"
-    scratch = newroot + SCRATCH
-    os.makedirs(scratch, 0o755)
-    mount("tarot-scratch", scratch, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0700,size={plan.scratch_mb}m")
+    scratch = newroot + plan.scratch
+    os.makedirs(scratch, 0o755)  # plan_root chose a place no bind or link has created
+    options = f"mode=0700,size={plan.scratch_mb}m,nr_inodes={SCRATCH_INODES}"
+    mount("tarot-scratch", scratch, "tmpfs", MS_NOSUID | MS_NODEV, options)
     if scratch_owner is not None:
         os.chown(scratch, *scratch_owner)
     mount(None, newroot, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)

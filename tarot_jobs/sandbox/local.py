@@ -18,8 +18,18 @@ from tarot_jobs.sandbox.pool import (
     JailOptions,
     isolation_label,
 )
-from tarot_jobs.sandbox.types import ExecutionRequest, ExecutionResult, ProgramKind, TestSpec
+from tarot_jobs.sandbox.types import ExecutionRequest, ExecutionResult, ProgramKind, TestSpec, Verdict
 from tarot_jobs.sandbox.verdicts import to_test_result
+
+SELF_TEST = (
+    ExecutionRequest(code="print(int(input()) * 2)", tests=[TestSpec(input="21", output="42")]),
+    ExecutionRequest(
+        code="def f(x):\n    return x * 2\n",
+        kind=ProgramKind.FUNCTION,
+        entry_point="f",
+        tests=[TestSpec(input="assert f(21) == 42")],
+    ),
+)
 
 
 def default_workers() -> int:
@@ -74,6 +84,25 @@ class LocalSandbox:
     def fast_path_error(self) -> str | None:
         """Why runs fell back to a subprocess each (None while the warm helpers work)."""
         return self._pool.fast_path_error
+
+    @property
+    def failing(self) -> str | None:
+        """Why the helpers cannot run programs now (runs keep ending in sandbox errors); None if they can."""
+        return self._pool.failing
+
+    def self_test(self) -> str | None:
+        """Run known programs (stdin/stdout and function style) that must pass; None if they do,
+        else why not. A sandbox that cannot run them would turn every test into a sandbox error."""
+        results = self.run_batch(SELF_TEST)
+        for request, result in zip(SELF_TEST, results, strict=True):
+            [test] = result.results
+            if test.status is not Verdict.PASSED:
+                return (
+                    f"the sandbox self-test ({request.kind.value}) got {test.status.value}, not passed:"
+                    f" {test.detail or test.stderr[-300:]} (path {result.path};"
+                    f" {self.fast_path_error or 'warm helpers up'})"
+                )
+        return None
 
     def run_batch(self, requests: Sequence[ExecutionRequest]) -> list[ExecutionResult]:
         futures = [self.submit(request) for request in requests]

@@ -7,9 +7,13 @@ function-style run the thread makes a socket pair and hands one end to each
 helper: the checker calls the program's function through it.
 
 The thread is the supervisor of both helpers: a helper that dies, hangs or
-breaks the protocol is killed and replaced, and the run it had becomes a
-`sandbox_error` (an infrastructure failure, never a wrong answer). That is
-the only source of `sandbox_error`; nothing a program writes can produce it.
+breaks the protocol is killed and replaced. Blame goes by cause (`_execute`):
+a program helper's failure, or a helper that never got the job, makes the run
+a `sandbox_error` (an infrastructure failure, never a wrong answer; the
+program's code never runs in that process); a checker that fails once it
+holds the job failed on the program's data, and a scratch the program left
+uncleanable is the program's doing: both are the program's failure, and the
+helper is replaced before the next run.
 When no warm helper can be started, each run gets fresh one-shot helpers
 instead: the plain-subprocess path, paying interpreter start-up.
 """
@@ -38,6 +42,11 @@ FORKSERVER_PATH = "forkserver"
 SUBPROCESS_PATH = "subprocess"
 # Beyond the run's own time limit: fork, kill, reap and drain.
 REPLY_GRACE_S = 10.0
+# Beyond its own SIGALRM deadline, a checker still busy is stuck in C code on the program's data.
+CHECKER_GRACE_S = 3.0
+# This many infrastructure failures in a row, with no run carried out between them: the helpers
+# cannot run programs (/healthz says so).
+FAILING_AFTER = 3
 _START_TIMEOUT_S = 30.0
 _MAX_REPLY_BYTES = 1 << 30
 # The helper and its children see only this environment, never the service's.
@@ -136,6 +145,10 @@ class HelperProcess:
             str(theirs.fileno()),
             "--uid",
             str(_sandbox_uid()),
+            # The helper dies with us (parent-death signal). That signal follows the thread that forked it:
+            # helpers are started only by the worker threads, which close them before they end.
+            "--parent",
+            str(os.getpid()),
             *jail.arguments(),
         ]
         try:
@@ -182,11 +195,14 @@ class HelperProcess:
     def alive(self) -> bool:
         return self._process.poll() is None
 
-    def close(self) -> None:
-        """Ask the helper to exit (end of stream); kill it if it does not go quickly."""
+    def close(self, *, now: bool = False) -> None:
+        """Ask the helper to exit (end of stream); kill it if it does not go quickly (`now`: at once,
+        for a helper known to be stuck)."""
         with contextlib.suppress(OSError):
             self._sock.close()
         try:
+            if now:
+                raise subprocess.TimeoutExpired(self._process.args, 0)
             self._process.wait(timeout=2)
         except subprocess.TimeoutExpired:
             self._process.kill()
@@ -242,6 +258,8 @@ class ExecutorPool:
         self.jail = jail or JailOptions.from_environment()
         self.fast_path_error: str | None = None
         self.capabilities: dict[str, Any] = {}
+        self._failures_in_a_row = 0
+        self.last_failure: str | None = None
         self._queue: queue.SimpleQueue[tuple[dict[str, Any], Future[dict[str, Any]]] | None] = (
             queue.SimpleQueue()
         )
@@ -254,6 +272,20 @@ class ExecutorPool:
     @property
     def queued(self) -> int:
         return self._queued
+
+    @property
+    def failing(self) -> str | None:
+        """Why the helpers cannot run programs: the last infrastructure failure, once FAILING_AFTER
+        came in a row with no run carried out since; None while runs are carried out."""
+        return self.last_failure if self._failures_in_a_row >= FAILING_AFTER else None
+
+    def _record(self, result: dict[str, Any]) -> None:
+        with self._lock:
+            if "sandbox_error" in result:
+                self._failures_in_a_row += 1
+                self.last_failure = str(result["sandbox_error"])
+            else:
+                self._failures_in_a_row = 0
 
     @property
     def running(self) -> int:
@@ -297,7 +329,9 @@ class ExecutorPool:
                     self._running += 1
                 try:
                     if future.set_running_or_notify_cancel():
-                        future.set_result(self._run(job, helpers))
+                        result = self._run(job, helpers)
+                        self._record(result)
+                        future.set_result(result)
                 except Exception as exc:  # a bug here must not leave a caller waiting forever
                     if not future.done():
                         future.set_result(sandbox_error(f"sandbox pool error: {type(exc).__name__}: {exc}"))
@@ -390,7 +424,10 @@ def _execute(job: dict[str, Any], program: HelperProcess, checker: HelperProcess
     """One run on a program helper (and a checker helper for function-style tests).
 
     A helper that fails is reported broken (`_program_broken` / `_checker_broken`) so the caller
-    replaces it; its side of the result is a sandbox error."""
+    replaces it. Blame goes by cause: a program helper that fails, or a helper that never got the
+    job, is the infrastructure's (a sandbox error); a checker that dies, stalls or garbles its answer
+    once it holds the job has run nothing but trusted tests on the program's data, so that is the
+    program's failure (`checker_failed`), as is a scratch the program left uncleanable."""
     program_job, checker_job = job["program"], job.get("checker")
     deadline = time.monotonic() + float(program_job["time_limit_s"]) + REPLY_GRACE_S
     result: dict[str, Any] = {}
@@ -399,21 +436,31 @@ def _execute(job: dict[str, Any], program: HelperProcess, checker: HelperProcess
             result["program"] = program.run(program_job)
         except HelperError as exc:
             return {**sandbox_error(f"sandbox helper failed: {exc}"), "_program_broken": True}
-        return result
+        return _mark_uncleanable(result)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    checker_deadline = time.monotonic() + float(checker_job["time_limit_s"]) + CHECKER_GRACE_S
     program_sent = _hand_over(program, program_job, ours, deadline, result, "helper", "_program_broken")
     checker_sent = _hand_over(checker, checker_job, theirs, deadline, result, "checker", "_checker_broken")
     # Each side ends on its own: the program when the checker closes the call socket (or at its
     # time limit), the checker when the tests end (or the program's end of stream).
     if checker_sent:
         try:
-            result["checker"] = checker.receive(deadline)
+            result["checker"] = checker.receive(min(deadline, checker_deadline))
         except HelperError as exc:
-            result.update(sandbox_error(f"sandbox checker failed: {exc}"), _checker_broken=True)
-            checker.close()  # closes its end of the call socket, so the program sees the end
+            stalled = "did not answer in time" in str(exc)
+            result["checker"] = {"outcome": "checker_failed", "stalled": stalled, "detail": str(exc)[:300]}
+            result["_checker_broken"] = True
+            checker.close(now=True)  # closes its end of the call socket, so the program sees the end
     if program_sent:
         try:
             result["program"] = program.receive(deadline)
         except HelperError as exc:
             result.update(sandbox_error(f"sandbox helper failed: {exc}"), _program_broken=True)
+    return _mark_uncleanable(result)
+
+
+def _mark_uncleanable(result: dict[str, Any]) -> dict[str, Any]:
+    """A helper that could not clear what its run left is not used again."""
+    if result.get("program", {}).get("cleanup_error"):
+        result["_program_broken"] = True
     return result

@@ -12,7 +12,17 @@ What the filter denies with EPERM:
 - signalling any process but the child itself or its own process group
   (kill/tgkill/tkill/rt_sig*queueinfo/pidfd_*), so it cannot kill its helper,
   the service or its neighbours even when they share a uid;
-- ptrace and process_vm_readv/writev (reading or writing other processes).
+- ptrace and process_vm_readv/writev (reading or writing other processes);
+- making another process the target of a file's I/O signals: fcntl F_SETOWN,
+  F_SETOWN_EX, F_SETSIG and ioctl FIOSETOWN/SIOCSPGRP (the kernel checks only
+  uids on that route, not what kill() may reach);
+- new namespaces: unshare and setns always, clone with any CLONE_NEW* flag,
+  and clone3 (its flags are in memory a filter cannot read) with ENOSYS, so
+  that the C library falls back to clone for threads and processes;
+- with `ipc=False` (where the helper cannot bound and clear the IPC namespace
+  itself): creating System V shared memory, semaphores and message queues and
+  opening POSIX message queues (shmget, semget, msgget, mq_open), which would
+  otherwise hold memory beyond the run's limits or outlive the run.
 A syscall from a foreign architecture (x32, i386 on x86_64) kills the process,
 so the filter cannot be sidestepped through another syscall table.
 """
@@ -28,12 +38,14 @@ import struct
 _LD_W_ABS = 0x20
 _JMP_JEQ_K = 0x15
 _JMP_JGE_K = 0x35
+_JMP_JSET_K = 0x45
 _RET_K = 0x06
 
 _SECCOMP_RET_KILL_PROCESS = 0x80000000
 _SECCOMP_RET_ERRNO = 0x00050000
 _SECCOMP_RET_ALLOW = 0x7FFF0000
 _DENY = _SECCOMP_RET_ERRNO | errno.EPERM
+_NO_SUCH_CALL = _SECCOMP_RET_ERRNO | errno.ENOSYS
 
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_SET_SECCOMP = 22
@@ -42,6 +54,12 @@ _SECCOMP_MODE_FILTER = 2
 _OFFSET_NR = 0
 _OFFSET_ARCH = 4
 _AF_UNIX = 1
+# fcntl commands and ioctl requests that set a file's signal owner or its signal (fcntl.h, sockios.h).
+_F_SETOWN, _F_SETSIG, _F_SETOWN_EX = 8, 10, 15
+_FIOSETOWN, _SIOCSPGRP = 0x8901, 0x8902
+# CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET (CLONE_NEWTIME, 0x80, is the exit
+# signal's byte for clone(); only unshare and clone3 take it, and both are denied whole).
+_CLONE_NEW_ANY = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000
 
 
 def _arg_low(index: int) -> int:
@@ -63,6 +81,15 @@ _ARCHES: dict[str, tuple[int, dict[str, int]]] = {
             "rt_tgsigqueueinfo": 297,
             "process_vm_readv": 310,
             "process_vm_writev": 311,
+            "fcntl": 72,
+            "ioctl": 16,
+            "clone": 56,
+            "unshare": 272,
+            "setns": 308,
+            "shmget": 29,
+            "semget": 64,
+            "msgget": 68,
+            "mq_open": 240,
         },
     ),
     "aarch64": (
@@ -77,6 +104,15 @@ _ARCHES: dict[str, tuple[int, dict[str, int]]] = {
             "rt_tgsigqueueinfo": 240,
             "process_vm_readv": 270,
             "process_vm_writev": 271,
+            "fcntl": 25,
+            "ioctl": 29,
+            "clone": 220,
+            "unshare": 97,
+            "setns": 268,
+            "shmget": 194,
+            "semget": 190,
+            "msgget": 186,
+            "mq_open": 180,
         },
     ),
 }
@@ -88,6 +124,7 @@ _COMMON = {
     "io_uring_register": 427,
     "pidfd_open": 434,
     "pidfd_getfd": 438,
+    "clone3": 435,
 }
 _X32_SYSCALL_BIT = 0x40000000
 
@@ -123,8 +160,12 @@ class _Program:
         return bytes(out)
 
 
-def build_filter(own_pid: int, machine: str | None = None) -> bytes:
-    """The filter for a child whose pid is `own_pid` (it may still signal itself and its group)."""
+_IPC_CALLS = ("shmget", "semget", "msgget", "mq_open")
+
+
+def build_filter(own_pid: int, machine: str | None = None, *, ipc: bool = True) -> bytes:
+    """The filter for a child whose pid is `own_pid` (it may still signal itself and its group);
+    `ipc=False` also refuses creating SysV IPC objects and opening POSIX message queues."""
     arch, numbers = _ARCHES[machine or platform.machine()]
     nr = numbers | _COMMON
     p = _Program()
@@ -139,6 +180,10 @@ def build_filter(own_pid: int, machine: str | None = None) -> bytes:
     p.jump_if(_JMP_JEQ_K, nr["tgkill"], "signal_target_arg0")
     p.jump_if(_JMP_JEQ_K, nr["rt_sigqueueinfo"], "signal_target_arg0")
     p.jump_if(_JMP_JEQ_K, nr["rt_tgsigqueueinfo"], "signal_target_arg0")
+    p.jump_if(_JMP_JEQ_K, nr["fcntl"], "fcntl")
+    p.jump_if(_JMP_JEQ_K, nr["ioctl"], "ioctl")
+    p.jump_if(_JMP_JEQ_K, nr["clone"], "clone")
+    p.jump_if(_JMP_JEQ_K, nr["clone3"], "no_such_call")
     for name in (
         "tkill",
         "ptrace",
@@ -150,6 +195,9 @@ def build_filter(own_pid: int, machine: str | None = None) -> bytes:
         "io_uring_setup",
         "io_uring_enter",
         "io_uring_register",
+        "unshare",
+        "setns",
+        *(() if ipc else _IPC_CALLS),
     ):
         p.jump_if(_JMP_JEQ_K, nr[name], "deny")
     p.ret(_SECCOMP_RET_ALLOW)
@@ -158,6 +206,22 @@ def build_filter(own_pid: int, machine: str | None = None) -> bytes:
     p.load(_arg_low(0))
     p.jump_if(_JMP_JEQ_K, _AF_UNIX, "allow")
     p.ret(_DENY)
+    # fcntl(fd, cmd, ...) / ioctl(fd, request, ...): the command is the second argument (32 bits).
+    p.label("fcntl")
+    p.load(_arg_low(1))
+    for command in (_F_SETOWN, _F_SETSIG, _F_SETOWN_EX):
+        p.jump_if(_JMP_JEQ_K, command, "deny")
+    p.ret(_SECCOMP_RET_ALLOW)
+    p.label("ioctl")
+    p.load(_arg_low(1))
+    for request in (_FIOSETOWN, _SIOCSPGRP):
+        p.jump_if(_JMP_JEQ_K, request, "deny")
+    p.ret(_SECCOMP_RET_ALLOW)
+    # clone(flags, ...): every namespace flag is in the low 32 bits.
+    p.label("clone")
+    p.load(_arg_low(0))
+    p.jump_if(_JMP_JSET_K, _CLONE_NEW_ANY, "deny")
+    p.ret(_SECCOMP_RET_ALLOW)
     # kill(pid)/tgkill(tgid)/...: only 0 (own group), own pid, or -own pid (own group).
     p.label("signal_target_arg0")
     p.load(_arg_low(0))
@@ -166,6 +230,8 @@ def build_filter(own_pid: int, machine: str | None = None) -> bytes:
     p.jump_if(_JMP_JEQ_K, -own_pid, "allow")
     p.label("deny")
     p.ret(_DENY)
+    p.label("no_such_call")
+    p.ret(_NO_SUCH_CALL)
     p.label("allow")
     p.ret(_SECCOMP_RET_ALLOW)
     p.label("kill_process")
@@ -195,8 +261,8 @@ class PreparedFilter:
     Doing the work before fork keeps each child from touching (and so copying) fresh pages.
     """
 
-    def __init__(self) -> None:
-        program = build_filter(_PID_PLACEHOLDER)
+    def __init__(self, *, ipc: bool = True) -> None:
+        program = build_filter(_PID_PLACEHOLDER, ipc=ipc)
         self._buffer = ctypes.create_string_buffer(program, len(program))
         self._fprog = _SockFprog(len(program) // 8, ctypes.cast(self._buffer, ctypes.c_void_p))
         self._pid_slots: list[tuple[int, int, int, int]] = []  # (offset, op, jt, jf) of +pid

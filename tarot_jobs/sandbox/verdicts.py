@@ -7,8 +7,11 @@ program started) and, for function-style tests, the checker's outcome of the
 test code it ran itself. The program can choose its output and its return
 values, never its verdict: `passed` needs exit status 0 and matching output
 (stdin/stdout) or a checker that ran every assertion (function style), and
-`sandbox_error` comes only from the pool (a helper that died, hung or broke
-the protocol) or from a child that failed before the program started.
+`sandbox_error` comes only from the pool (a program helper that died, hung or
+broke the protocol, a helper that never got the job) or from a child that
+failed before the program started. What a program can provoke is its own
+failure: a scratch or IPC state the helper could not clear after the run
+(`cleanup_error`), a checker that died or stalled on its data (`checker_failed`).
 """
 
 from __future__ import annotations
@@ -87,6 +90,10 @@ def _function_verdict(program: dict[str, Any], checker: dict[str, Any]) -> tuple
         return Verdict.RUNTIME_ERROR, f"the program did not answer the test's call ({detail})" + (
             f": {last[:200]}" if last else ""
         )
+    if outcome == "checker_failed":
+        if checker.get("stalled"):
+            return Verdict.TIMEOUT, "the test's checker stalled on the program's data past its time limit"
+        return Verdict.RUNTIME_ERROR, f"the test's checker failed on the program's data ({detail})"
     if outcome == "error":
         if checker.get("error") == "MemoryError":
             return Verdict.MEMORY_LIMIT, "MemoryError while the test ran"
@@ -109,6 +116,11 @@ def to_test_result(
         return TestResult(status=Verdict.SANDBOX_ERROR, detail=raw["sandbox_error"])
     program = raw["program"]
     judged = _limits(program, memory_limit_mb, time_limit_s)
+    if program.get("cleanup_error"):  # whatever else the run did: it left what cannot be cleared
+        judged = (
+            Verdict.RUNTIME_ERROR,
+            f"the program left its scratch or IPC objects uncleanable ({program['cleanup_error']})",
+        )
     if judged is None:
         if kind is ProgramKind.FUNCTION:
             judged = _function_verdict(program, raw["checker"])

@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import socketserver
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -41,6 +45,42 @@ def problems_file(tmp_path_factory: pytest.TempPathFactory, token: str) -> Path:
     os.chmod(path.parent, 0o755)
     os.chmod(path, 0o644)  # readable by any uid: only the jail keeps a program from it
     return path
+
+
+@pytest.fixture(scope="session")
+def witness(token: str) -> Iterator[int]:
+    """A process of this user holding the token in its command line and environment (`proc_of_others`
+    prints the answer when it can read them)."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()", token],
+        stdin=subprocess.PIPE,
+        env={"PATH": os.environ.get("PATH", ""), "TAROT_SECRET": token},
+    )
+    yield process.pid
+    process.kill()
+    process.wait()
+
+
+@pytest.fixture(scope="session")
+def secret_port(token: str) -> Iterator[int]:
+    """A TCP server on the loopback that answers `token-n` to `n` (`network` prints what it answers)."""
+
+    class Answer(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            n = self.rfile.readline().strip().decode()
+            self.wfile.write(f"{token}-{n}\n".encode())
+
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Answer) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        yield server.server_address[1]
+        server.shutdown()
+
+
+@pytest.fixture
+def places(problems_file: Path, witness: int, secret_port: int) -> dict[str, object]:
+    """What a stdin attack's `{data}`, `{repo}` and `{port}` stand for (with the witness running)."""
+    return {"data": str(problems_file), "repo": str(Path(__file__).resolve().parents[2]), "port": secret_port}
 
 
 @pytest.fixture(scope="module")

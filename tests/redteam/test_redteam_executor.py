@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import textwrap
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from process_helpers import processes_named
 from redteam_programs import (
     FUNCTION_ATTACKS,
     STDIN_ATTACKS,
+    STDIN_SEES,
     double_problem,
     function_completion,
     secret_problem,
     stdin_completion,
+    stdin_program,
 )
 
 from tarot_jobs.curriculum.portfolio import get_policy
@@ -26,7 +29,6 @@ from tarot_jobs.rewards.tiered import RewardDetail, score_batch
 from tarot_jobs.sandbox.local import LocalSandbox
 from tarot_jobs.sandbox.types import ExecutionRequest, ProgramKind, TestSpec, Verdict
 
-REPO = Path(__file__).resolve().parents[2]
 ALL_TIERS = get_policy("static").phases[0]
 TIME_LIMIT_S = 2.0
 
@@ -63,13 +65,47 @@ def test_function_style_tricks_earn_nothing(sandbox: LocalSandbox, name: str) ->
 
 @pytest.mark.parametrize("name", sorted(STDIN_ATTACKS))
 def test_stdin_programs_cannot_find_the_answers(
-    sandbox: LocalSandbox, name: str, token: str, problems_file: Path, require_isolation: Callable[..., None]
+    sandbox: LocalSandbox,
+    name: str,
+    token: str,
+    places: dict[str, object],
+    require_isolation: Callable[..., None],
 ) -> None:
     sandbox.run_batch([ExecutionRequest(code="pass", tests=[TestSpec()])])
-    require_isolation(sandbox, "mnt", "minimal-root", "pid", "net")
-    completion = stdin_completion(name, str(problems_file), str(REPO))
+    require_isolation(sandbox, "mnt", "minimal-root", "pid", "net", "seccomp")
+    completion = stdin_completion(name, **places)
     [detail] = score_batch([(secret_problem(token), completion)], ALL_TIERS, sandbox, time_limit_s=10)
     assert_earns_nothing(detail, name)
+    if name in STDIN_SEES:  # and what it found there: nothing of the host
+        request = ExecutionRequest(code=stdin_program(name, **places), tests=[TestSpec(input="2\n")])
+        [result] = sandbox.run_batch([request])
+        assert result.results[0].stdout.strip() == STDIN_SEES[name], result.results[0]
+
+
+@pytest.mark.parametrize("name", ["network", "proc_of_others", "read_the_data_file"])
+def test_stdin_programs_find_the_answer_without_the_jail(
+    name: str, token: str, places: dict[str, object]
+) -> None:
+    """The control: run as a plain process of this user, each attack prints exactly the answer (so its
+    reward 0 in the jail means the jail kept the answer out of reach, not that the attack was broken)."""
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", stdin_program(name, **places)],
+        input="2\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.stdout == f"{token}-2\n", done.stdout + done.stderr
+
+
+def test_etc_shadow_exists_without_the_jail() -> None:
+    """The control of `etc_shadow`: outside the jail the file is there (readable by root only)."""
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", stdin_program("etc_shadow")], capture_output=True, text=True, timeout=60
+    )
+    seen = done.stdout.strip()
+    assert seen == "PermissionError" or seen.endswith(" bytes"), done.stdout + done.stderr
 
 
 def test_the_program_never_holds_test_code_or_expected_values(
@@ -151,40 +187,40 @@ def test_a_daemon_dies_with_a_helper_killed_from_outside(require_isolation: Call
 
 def test_no_abstract_socket_between_concurrent_or_later_runs(sandbox: LocalSandbox) -> None:
     name = "tarot-" + uuid.uuid4().hex
+    marker = "tsa" + uuid.uuid4().hex[:12]
     listener = textwrap.dedent(
         f"""
-        import os, socket, time
+        import ctypes, os, socket, time
         s = socket.socket(socket.AF_UNIX)
         s.bind("\\0{name}")
         s.listen()
         if os.fork() == 0:
             os.setsid()
             time.sleep(30)  # a daemon keeping the socket for later runs
+        ctypes.CDLL(None).prctl(15, b"{marker}", 0, 0, 0)  # named only once it listens
         print("listening", flush=True)
-        time.sleep(1.5)
+        time.sleep(30)
         """
     )
     connector = textwrap.dedent(
         f"""
-        import socket, time
-        for _ in range(20):
-            try:
-                socket.socket(socket.AF_UNIX).connect("\\0{name}")
-                print("connected")
-                break
-            except OSError as exc:
-                error = type(exc).__name__
-                time.sleep(0.05)
-        else:
-            print(error)
+        import socket
+        try:
+            socket.socket(socket.AF_UNIX).connect("\\0{name}")
+            print("connected")
+        except OSError as exc:
+            print(type(exc).__name__)
         """
     )
-    requests = [
-        ExecutionRequest(code=listener, tests=[TestSpec()], time_limit_s=5),
-        ExecutionRequest(code=connector, tests=[TestSpec()], time_limit_s=5),
-    ]
-    concurrent = sandbox.run_batch(requests)
-    assert concurrent[0].results[0].stdout.strip() == "listening"
-    later = sandbox.run_batch([requests[1]] * 4)  # whichever helper runs it, one has run the listener
-    for result in [concurrent[1], *later]:
+    listening = sandbox.submit(ExecutionRequest(code=listener, tests=[TestSpec()], time_limit_s=10))
+    deadline = time.monotonic() + 30
+    while not processes_named(marker):  # the barrier: the listener is listening now
+        assert time.monotonic() < deadline and not listening.done(), "the listener never listened"
+        time.sleep(0.02)
+    [concurrent] = sandbox.run_batch([ExecutionRequest(code=connector, tests=[TestSpec()], time_limit_s=5)])
+    assert processes_named(marker), "the listener ended before the connector tried: no overlap"
+    assert concurrent.results[0].stdout.strip() == "ConnectionRefusedError", concurrent.results[0]
+    assert listening.result(timeout=60).results[0].stdout.strip() == "listening"
+    later = sandbox.run_batch([ExecutionRequest(code=connector, tests=[TestSpec()])] * 4)
+    for result in later:  # whichever helper runs it, one has run the listener and its daemon
         assert result.results[0].stdout.strip() == "ConnectionRefusedError", result.results[0]

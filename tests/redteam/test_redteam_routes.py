@@ -18,6 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 from redteam_programs import (
+    DROP_FUNCTION_ROUTES,
+    DROP_ROUTE_TESTS,
+    DROP_STDIN_ROUTES,
     FUNCTION_ATTACKS,
     STDIN_ATTACKS,
     double_problem,
@@ -32,40 +35,53 @@ from tarot_jobs.sandbox.client import HttpSandbox
 from tarot_jobs.sandbox.local import LocalSandbox
 from tarot_jobs.sandbox.types import ExecutionRequest, TestSpec
 
-REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "from tarot_jobs.cli import main; main()"]
 
 
-def _completions(problems_file: Path, with_stdin: bool) -> list[tuple[str, str, str]]:
-    """(attack name, problem id, completion) for every attack."""
-    found = [(name, "double", function_completion(name)) for name in sorted(FUNCTION_ATTACKS)]
-    if with_stdin:
-        found += [
-            (name, "secret", stdin_completion(name, str(problems_file), str(REPO)))
-            for name in sorted(STDIN_ATTACKS)
+def _completions(kind: str, places: dict[str, object]) -> list[tuple[str, str, str]]:
+    """(attack name, problem id, completion) for every attack of `kind`: "function", "stdin", or "drop"
+    (the routes known to have had a run dropped; the one that needs a test of its own is left to
+    test_redteam_blame.py)."""
+    if kind == "function":
+        return [(name, "double", function_completion(name)) for name in sorted(FUNCTION_ATTACKS)]
+    if kind == "drop":
+        return [
+            *(
+                (name, "secret", f"```python\n{DROP_STDIN_ROUTES[name]}```")
+                for name in sorted(DROP_STDIN_ROUTES)
+            ),
+            *(
+                (name, "double", f"```python\n{DROP_FUNCTION_ROUTES[name]}```")
+                for name in sorted(DROP_FUNCTION_ROUTES)
+                if name not in DROP_ROUTE_TESTS
+            ),
         ]
-    return found
+    return [(name, "secret", stdin_completion(name, **places)) for name in sorted(STDIN_ATTACKS)]
 
 
-def _jailed(sandbox: LocalSandbox, require_isolation: Callable[..., None]) -> bool:
-    """Whether the stdin attacks can run here (they need the jail's root); the function attacks
-    need no isolation at all, so they always run."""
-    sandbox.run_batch([ExecutionRequest(code="pass", tests=[TestSpec()])])
-    try:
-        require_isolation(sandbox, "mnt", "minimal-root", "pid", "net")
-    except pytest.skip.Exception as skipped:
-        print(f"stdin attacks left out: {skipped}")
-        return False
-    return True
+def _ready_for(kind: str, sandbox: LocalSandbox, require_isolation: Callable[..., None]) -> None:
+    """The stdin attacks need the jail's root and the drop routes its own IPC namespace and scratch
+    (skipped with the reason, or failed under TAROT_EXPECT_ISOLATION=full); the function attacks need no
+    isolation at all."""
+    if kind == "drop":
+        sandbox.run_batch([ExecutionRequest(code="pass", tests=[TestSpec()])])
+        require_isolation(sandbox, "mnt", "ipc")
+    if kind == "stdin":
+        sandbox.run_batch([ExecutionRequest(code="pass", tests=[TestSpec()])])
+        require_isolation(sandbox, "mnt", "minimal-root", "pid", "net", "seccomp")
 
 
+@pytest.mark.parametrize("kind", ["function", "stdin", "drop"])
 def test_tarot_score_gives_every_attack_nothing(
+    kind: str,
     tmp_path: Path,
     problems_file: Path,
+    places: dict[str, object],
     sandbox: LocalSandbox,
     require_isolation: Callable[..., None],
 ) -> None:
-    attacks = _completions(problems_file, _jailed(sandbox, require_isolation))
+    _ready_for(kind, sandbox, require_isolation)
+    attacks = _completions(kind, places)
     completions = tmp_path / "completions.jsonl"
     completions.write_text(
         "".join(json.dumps({"problem_id": pid, "completion": text}) + "\n" for _, pid, text in attacks)
@@ -105,18 +121,27 @@ def service() -> Iterator[str]:
     assert process.wait(timeout=30) == 0
 
 
+@pytest.mark.parametrize("kind", ["function", "stdin", "drop"])
 def test_the_service_gives_every_attack_nothing(
+    kind: str,
     service: str,
-    problems_file: Path,
     token: str,
+    places: dict[str, object],
     sandbox: LocalSandbox,
     require_isolation: Callable[..., None],
 ) -> None:
     health = httpx.get(f"{service}/healthz", timeout=10).json()
     print(f"service isolation: {health['isolation']}")
-    attacks = _completions(problems_file, _jailed(sandbox, require_isolation))
+    _ready_for(kind, sandbox, require_isolation)
+    assert_the_service_gives_nothing(service, kind, token, places)
+
+
+def assert_the_service_gives_nothing(url: str, kind: str, token: str, places: dict[str, object]) -> None:
+    """Every attack of `kind` scored through the sandbox service at `url`: reward 0, no test passed, and
+    never a sandbox failure (a sample dropped instead of scored)."""
+    attacks = _completions(kind, places)
     problems = {"double": double_problem(), "secret": secret_problem(token)}
-    with HttpSandbox(service) as client:
+    with HttpSandbox(url) as client:
         details = score_batch(
             [(problems[pid], text) for _, pid, text in attacks],
             get_policy("static").phases[0],

@@ -13,13 +13,11 @@ from __future__ import annotations
 import inspect
 
 import pytest
+import trl
+from trl import GRPOTrainer
+from trl.trainer.utils import RepeatSampler
 
-trl = pytest.importorskip("trl")
-
-from trl import GRPOTrainer  # noqa: E402
-from trl.trainer.utils import RepeatSampler  # noqa: E402
-
-from tarot_jobs.pipeline.training.trainer import EpochSampler, TarotGRPOTrainer  # noqa: E402
+from tarot_jobs.pipeline.training.trainer import EpochSampler, TarotGRPOTrainer
 
 # Each hook and the parameters (after self) it had in the trl versions tested.
 HOOKS = {

@@ -146,7 +146,8 @@ def test_humaneval_shape_becomes_a_function_problem_with_one_untiered_test(tmp_p
 
 
 def test_a_saved_datasets_folder_loads_every_split(tmp_path: Path) -> None:
-    datasets = pytest.importorskip("datasets")
+    import datasets
+
     folder = tmp_path / "saved"
     datasets.DatasetDict(
         {
@@ -162,7 +163,8 @@ def test_a_saved_datasets_folder_loads_every_split(tmp_path: Path) -> None:
 
 
 def test_a_saved_single_dataset_folder_loads_canonical_rows(tmp_path: Path) -> None:
-    datasets = pytest.importorskip("datasets")
+    import datasets
+
     records = [canonical_record("a"), canonical_record("b")]
     datasets.Dataset.from_list(records).save_to_disk(str(tmp_path / "single"))
 
@@ -172,7 +174,8 @@ def test_a_saved_single_dataset_folder_loads_canonical_rows(tmp_path: Path) -> N
 
 
 def test_a_saved_datasets_folder_reports_split_and_row_of_a_bad_record(tmp_path: Path) -> None:
-    datasets = pytest.importorskip("datasets")
+    import datasets
+
     bad = tarot_record("vfc_2", labels=("basic", "hard"))
     good = tarot_record("vfc_1", labels=("basic", "edge"))
     datasets.DatasetDict({"train": datasets.Dataset.from_list([good, bad])}).save_to_disk(str(tmp_path / "d"))

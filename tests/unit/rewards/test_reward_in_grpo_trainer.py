@@ -74,8 +74,9 @@ def _tiny_model_and_tokenizer() -> tuple[Any, Any]:
 
 
 def test_tiered_and_format_rewards_train_in_grpo_trainer(tmp_path: Path) -> None:
-    datasets = pytest.importorskip("datasets")
-    trl = pytest.importorskip("trl")
+    import datasets
+    import trl
+
     model, tokenizer = _tiny_model_and_tokenizer()
     dataset = datasets.Dataset.from_list([{"prompt": "Write code:", "problem_id": "p1"}] * 8)
     with LocalSandbox(workers=2) as sandbox:
@@ -135,8 +136,8 @@ def always_formatted(prompts: Any, completions: Any, **kwargs: Any) -> list[floa
 
 
 def _drop_trainer(tmp_path: Path, failed: set[int]) -> Any:
-    datasets = pytest.importorskip("datasets")
-    trl = pytest.importorskip("trl")
+    import datasets
+    import trl
     from transformers import AutoModelForCausalLM, set_seed
 
     from tarot_jobs.pipeline.training.steplog import StepTally

@@ -52,21 +52,20 @@ def test_all_canonical_solutions_pass_and_return_none_fails(
     assert passed_anyway == [], passed_anyway
 
 
-def test_a_trusted_prelude_keeps_the_program_from_redefining_the_tests_helpers(
+def test_the_prompt_as_prelude_keeps_the_program_from_redefining_the_tests_helpers(
     sandbox: LocalSandbox, humaneval: list[tuple[dict[str, str], Problem]]
 ) -> None:
     """HumanEval/32's test checks find_zero's root with `poly`, which the prompt defines. Looked up
-    in the program (as HumanEval's own harness does), a program can redefine it; run from the prompt
-    as the checker's prelude, it cannot."""
+    in the program (as HumanEval's own harness does), a program can redefine it; the loader passes the
+    prompt as the checker's prelude, so it cannot."""
     record, problem = next((r, p) for r, p in humaneval if p.id == "HumanEval/32")
+    assert problem.checker_prelude == record["prompt"]
     cheat = record["prompt"] + "    return 0.0\n\n\ndef poly(xs, x):\n    return 0.0\n"
-    unguarded = problem.execution_request(cheat, time_limit_s=TIME_LIMIT_S)
-    guarded = unguarded.model_copy(update={"checker_prelude": record["prompt"]})
-    honest = problem.execution_request(problem.gold_solution, time_limit_s=TIME_LIMIT_S).model_copy(
-        update={"checker_prelude": record["prompt"]}
-    )
+    guarded = problem.execution_request(cheat, time_limit_s=TIME_LIMIT_S)
+    unguarded = guarded.model_copy(update={"checker_prelude": None})
+    honest = problem.execution_request(problem.gold_solution, time_limit_s=TIME_LIMIT_S)
     assert _statuses(sandbox, [unguarded, guarded, honest]) == [
-        Verdict.PASSED,  # the known gap without a prelude: the program's own poly decides
+        Verdict.PASSED,  # the gap without a prelude: the program's own poly decides
         Verdict.WRONG_ANSWER,
         Verdict.PASSED,
     ]

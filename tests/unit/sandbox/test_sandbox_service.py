@@ -156,6 +156,13 @@ def overloaded_refusals(service: str) -> float:
     return float(found.group(1))
 
 
+def metric(service: str, name: str) -> float:
+    text = httpx.get(f"{service}/metrics", timeout=10).text
+    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    assert found, name
+    return float(found.group(1))
+
+
 def test_health_and_metrics(service: str) -> None:
     health = httpx.get(f"{service}/healthz", timeout=10)
     assert health.status_code == 200 and health.json()["workers"] == 2
@@ -164,18 +171,19 @@ def test_health_and_metrics(service: str) -> None:
     label = health.json()["isolation"]
     assert label.startswith(("jail(", "pod-boundary(")), label
     assert health.json()["status"] == "ok"
+    malformed = 'tarot_sandbox_rejected_requests_total{reason="malformed"}'
+    passed = 'tarot_sandbox_executions_total{verdict="passed"}'
+    malformed_before, passed_before = metric(service, malformed), metric(service, passed)
     httpx.post(f"{service}/v1/execute", json=request(ADD, ("1 2", "3")).model_dump(mode="json"), timeout=30)
+    assert httpx.post(f"{service}/v1/execute", content=b"{not json", timeout=10).status_code == 400
     metrics = httpx.get(f"{service}/metrics", timeout=10)
     assert metrics.headers["content-type"].startswith("text/plain")
-    text = metrics.text
 
     def value(name: str) -> float:
-        found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-        assert found, name
-        return float(found.group(1))
+        return metric(service, name)
 
-    assert value('tarot_sandbox_executions_total{verdict="passed"}') >= 1
-    assert value('tarot_sandbox_rejected_requests_total{reason="malformed"}') >= 0
+    assert value(passed) == passed_before + 1
+    assert value(malformed) == malformed_before + 1
     assert value("tarot_sandbox_program_latency_seconds_count") >= 1
     assert value('tarot_sandbox_test_wall_seconds_bucket{le="+Inf"}') >= 1
     assert value("tarot_sandbox_queue_depth") == 0
