@@ -2,7 +2,7 @@
 PYTHON ?= python3
 WORKDIR ?= runs/quickstart
 
-.PHONY: install system-packages quickstart lint typecheck test unit cluster-tools chart-tools
+.PHONY: install system-packages quickstart lint typecheck test unit cluster-tools chart-tools prometheus-tools
 
 install:  ## Install tarot with every extra into the current Python.
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e ".[all]"
@@ -17,6 +17,12 @@ lint:
 typecheck:
 	$(PYTHON) -m mypy
 
+# The tests run as CI runs them: a missing jail namespace or missing reference data fails, never skips,
+# and a test cluster that cannot start its real node fails to start (hack/cluster says why).
+test unit: export TAROT_EXPECT_ISOLATION = full
+test unit: export TAROT_REQUIRE_REFERENCE_DATA = 1
+test: export TAROT_REAL_NODE = 1
+
 unit: install lint typecheck
 	$(PYTHON) -m pytest -m "not cluster"
 
@@ -29,12 +35,15 @@ cluster-tools:  ## Build the local Kubernetes control plane from Go modules into
 chart-tools:  ## Build kubeconform and the monitoring CRDs' schemas for the chart checks (once; cached).
 	bash hack/build-chart-tools.sh
 
+prometheus-tools:  ## Build Prometheus with Kubernetes service discovery (Debian's has none) for the cluster tests (once; cached).
+	bash hack/build-prometheus.sh
+
 .PHONY: images images-trainer
-images:  ## Build the operator and sandbox images with buildah (no Docker engine; base and wheels cached).
+images:  ## Build the operator, sandbox and CPU trainer images with buildah (no Docker engine; base and wheels cached).
 	bash hack/images.sh all
 
 images-trainer:  ## Build the trainer image (CUDA torch; large; VLLM_VERSION=x.y.z adds vLLM).
 	bash hack/images.sh build trainer
 
-test: system-packages install lint typecheck cluster-tools chart-tools  ## Everything CI runs: lint, types, unit, integration and end-to-end tests.
+test: system-packages install lint typecheck cluster-tools chart-tools prometheus-tools  ## Everything CI runs: lint, types, unit, integration and end-to-end tests.
 	$(PYTHON) -m pytest

@@ -39,4 +39,4 @@ exec runuser -u "$user" -- env -i \
     LANG=C.UTF-8 \
     PYTHONDONTWRITEBYTECODE=1 \
     TAROT_EXPECT_ISOLATION="${TAROT_EXPECT_ISOLATION:-}" \
-    "$python" -m pytest -p no:cacheprovider -q tests/redteam "$@"
+    "$python" -m pytest -p no:cacheprovider -q -m "not cluster" tests/redteam "$@"

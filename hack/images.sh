@@ -3,9 +3,12 @@
 # root filesystem made by mmdebstrap and imported with podman.
 #
 #   hack/images.sh base                 the base image only (prints its name)
-#   hack/images.sh build operator|sandbox|trainer [TAG]
+#   hack/images.sh build operator|sandbox|trainer|trainer-cpu [TAG]
 #                                       one image; prints its name as the last line
-#   hack/images.sh all [TAG]            operator and sandbox (what `make images` builds)
+#   hack/images.sh all [TAG]            operator, sandbox and trainer-cpu (what `make images` builds)
+#
+# trainer-cpu is the trainer Containerfile with TORCH=wheels on the local base, tagged <TAG>-cpu: PyPI's torch
+# for Linux (which imports only with its nvidia-* libraries present, so they come along) without triton.
 #
 # Offline and reproducible builds: the Python packages go into the build context as wheels prepared
 # here (`pip wheel .` for tarot itself, `pip download` for its dependencies) and the Containerfiles
@@ -20,6 +23,7 @@
 # Environment: TAROT_BASE_SUITE (default bookworm: its python3 is 3.11, as pyproject requires),
 # TAROT_IMAGE_REGISTRY (default localhost/tarot), IMAGE_PYTHON_VERSION (default 3.11: the wheels' target);
 # trainer only: VLLM_VERSION (empty: no vLLM), TRAINER_BASE_IMAGE (default: the Containerfile's).
+# trainer-cpu only: CPU_TORCH (default torch==<this machine's torch version>, what the tests ran with).
 set -euo pipefail
 
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -66,7 +70,7 @@ ensure_base() {
 # Wheels for one extra into the build context: tarot's own wheel, and its dependencies from the cache.
 prepare_wheels() {
   local extra="$1" context="$2"
-  local cache="${CACHE}/wheels/${extra}"
+  local cache="${CACHE}/wheels/${4:-${extra}}"
   mkdir -p "${cache}" "${context}/wheels"
   rm -f "${context}"/wheels/*.whl
   # tarot's wheel from a copy of the source files git knows (tracked, or new and not ignored): an in-tree
@@ -84,38 +88,76 @@ prepare_wheels() {
   log "pip download tarot[${extra}]'s dependencies -> ${cache}"
   "${PYTHON}" -m pip download --quiet --dest "${cache}" --only-binary=:all: \
     --python-version "${IMAGE_PYTHON_VERSION}" --implementation cp --platform manylinux2014_x86_64 \
-    --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 --platform any \
+    --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 --platform any ${5:-} \
     "${own}[${extra}]" ${3:+"$3"}
   rm -f "${cache}"/tarot-*.whl
   cp "${cache}"/*.whl "${context}/wheels/"
 }
 
+# The wheels of trainer-cpu: tarot[train] with CPU_TORCH, whose nvidia-* wheels are tagged up to manylinux_2_27
+# (any glibc of the Debian base, 2.36, runs them); triton is dropped (GPU kernels only).
+prepare_cpu_trainer_wheels() {
+  local context="$1" torch="${CPU_TORCH:-}"
+  if [[ -z "${torch}" ]]; then
+    torch="torch==$("${PYTHON}" -c 'from importlib.metadata import version; print(version("torch"))')"
+  fi
+  local platforms="" minor
+  for minor in $(seq 18 36); do platforms+=" --platform manylinux_2_${minor}_x86_64"; done
+  prepare_wheels train "${context}" "${torch}" train-cpu "${platforms}"
+  # The Containerfile installs every wheel with --no-deps: keep only the resolved set (the cache may hold
+  # older versions), found by resolving again offline from the context.
+  local own; own="$(ls "${context}"/wheels/tarot-*.whl)"
+  local report="${context}/resolved.json"
+  # shellcheck disable=SC2086  # ${platforms}: one --platform option per word
+  "${PYTHON}" -m pip install --quiet --dry-run --ignore-installed --no-index --find-links "${context}/wheels" \
+    --only-binary=:all: --python-version "${IMAGE_PYTHON_VERSION}" --implementation cp \
+    --platform manylinux2014_x86_64 ${platforms} --platform any --target "${context}/unused" \
+    --report "${report}" "${own}[train]" "${torch}"
+  "${PYTHON}" - "${report}" "${context}/wheels" <<'PY'
+import json, pathlib, sys
+report, wheels = json.load(open(sys.argv[1])), pathlib.Path(sys.argv[2])
+keep = {item["download_info"]["url"].rsplit("/", 1)[-1] for item in report["install"]}
+for wheel in wheels.glob("*.whl"):
+    if wheel.name not in keep or wheel.name.startswith("triton-"):
+        wheel.unlink()
+PY
+  rm -f "${report}"
+}
+
 build() {
   local name="$1" tag="${2:-${VERSION}}"
   need buildah
-  local dir="${REPO}/images/${name}"
-  [[ -f "${dir}/Containerfile" ]] || { echo "error: no images/${name}/Containerfile" >&2; exit 2; }
+  local dir="${REPO}/images/${name%-cpu}"
+  [[ -f "${dir}/Containerfile" ]] || { echo "error: no images/${name%-cpu}/Containerfile" >&2; exit 2; }
   local extra
   case "${name}" in
     operator) extra=operator ;;
     sandbox) extra=sandbox ;;
     trainer) extra=train ;;
-    *) echo "error: unknown image '${name}' (operator, sandbox, trainer)" >&2; exit 2 ;;
+    trainer-cpu) extra=train ;;
+    *) echo "error: unknown image '${name}' (operator, sandbox, trainer, trainer-cpu)" >&2; exit 2 ;;
   esac
   local base=""; [[ "${name}" == trainer ]] || base="$(ensure_base)"
   local context="${CACHE}/context/${name}"
   rm -rf "${context}"; mkdir -p "${context}"
   cp "${dir}/Containerfile" "${context}/"
-  local also=""
-  [[ "${name}" == trainer && -n "${VLLM_VERSION:-}" ]] && also="vllm==${VLLM_VERSION}"
-  prepare_wheels "${extra}" "${context}" "${also}"
   local image="${REGISTRY}/tarot-${name}:${tag}"
-  # Operator and sandbox build on the local base (nothing pulled); the trainer on its Containerfile's
-  # default (CUDA) base, pulled from its registry, unless TRAINER_BASE_IMAGE names another.
+  if [[ "${name}" == trainer-cpu ]]; then
+    prepare_cpu_trainer_wheels "${context}"
+    image="${REGISTRY}/tarot-trainer:${tag}-cpu"
+  else
+    local also=""
+    [[ "${name}" == trainer && -n "${VLLM_VERSION:-}" ]] && also="vllm==${VLLM_VERSION}"
+    prepare_wheels "${extra}" "${context}" "${also}"
+  fi
+  # Operator, sandbox and trainer-cpu build on the local base (nothing pulled); the trainer on its
+  # Containerfile's default (CUDA) base, pulled from its registry, unless TRAINER_BASE_IMAGE names another.
   local base_arg=(--pull=never --build-arg "BASE_IMAGE=${base}")
   if [[ "${name}" == trainer ]]; then
     base_arg=(--pull=missing --build-arg "VLLM_VERSION=${VLLM_VERSION:-}"
       ${TRAINER_BASE_IMAGE:+--build-arg "BASE_IMAGE=${TRAINER_BASE_IMAGE}"})
+  elif [[ "${name}" == trainer-cpu ]]; then
+    base_arg+=(--build-arg TORCH=wheels)
   fi
   log "buildah bud --isolation chroot ${image}"
   buildah bud --quiet --isolation chroot --layers=false "${base_arg[@]}" \
@@ -125,7 +167,9 @@ build() {
 
 case "${1:-}" in
   base) ensure_base ;;
-  build) [[ $# -ge 2 ]] || { echo "usage: $0 build operator|sandbox|trainer [TAG]" >&2; exit 2; }; build "$2" "${3:-}" ;;
-  all) build operator "${2:-}"; build sandbox "${2:-}" ;;
-  *) echo "usage: $0 base | build operator|sandbox|trainer [TAG] | all [TAG]" >&2; exit 2 ;;
+  build)
+    [[ $# -ge 2 ]] || { echo "usage: $0 build operator|sandbox|trainer|trainer-cpu [TAG]" >&2; exit 2; }
+    build "$2" "${3:-}" ;;
+  all) build operator "${2:-}"; build sandbox "${2:-}"; build trainer-cpu "${2:-}" ;;
+  *) echo "usage: $0 base | build operator|sandbox|trainer|trainer-cpu [TAG] | all [TAG]" >&2; exit 2 ;;
 esac

@@ -4,10 +4,13 @@
 #   mmdebstrap        the images' base root filesystem (hack/images.sh)
 #   prometheus        the real Prometheus and promtool of tests/monitoring
 #   git               hack/images.sh packs tarot's source from `git ls-files`
+#   containerd, runc, containernetworking-plugins, nftables, iproute2, busybox-static, conntrack
+#                     the real node of hack/cluster (hack/node): runtime, CNI bridge, isolation rules,
+#                     the busybox test image, kube-proxy's conntrack cleanup
 # Idempotent: installs only what is missing, and says so; nothing at all when everything is there.
 set -euo pipefail
 
-PACKAGES=(buildah podman mmdebstrap prometheus git)
+PACKAGES=(buildah podman mmdebstrap prometheus git containerd runc containernetworking-plugins nftables iproute2 busybox-static conntrack)
 
 missing=()
 for package in "${PACKAGES[@]}"; do
@@ -25,7 +28,9 @@ export DEBIAN_FRONTEND=noninteractive
 "${SUDO[@]}" apt-get update -qq
 # With their recommends (mmdebstrap's uidmap, gpg and mount helpers; buildah's runtime), as a user gets them.
 "${SUDO[@]}" apt-get install -y -qq "${missing[@]}"
-# Debian's prometheus package starts a system service; the tests start their own on loopback.
-if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
-  "${SUDO[@]}" systemctl disable --now prometheus >/dev/null 2>&1 || true
-fi
+# Debian's prometheus and containerd packages start system services; the tests start their own.
+for service in prometheus containerd; do
+  if command -v systemctl >/dev/null && systemctl is-active --quiet "${service}" 2>/dev/null; then
+    "${SUDO[@]}" systemctl disable --now "${service}" >/dev/null 2>&1 || true
+  fi
+done

@@ -165,6 +165,21 @@ def _stopper(owned: str | None) -> Callable[[], None]:
     return stop
 
 
+@pytest.fixture(scope="session")
+def real_node_images(cluster: Cluster) -> list[str]:
+    """tarot's images (operator, sandbox, CPU trainer) built (`make images`: hack/images.sh all) and
+    imported into the real node's containerd (`hack/cluster load`); one line per image with its size."""
+    build = ["bash", str(HACK_DIR / "images.sh"), "all"]
+    load = ["bash", str(CLUSTER_SCRIPT), "--name", cluster.name, "load"]
+    for command in (build, load):
+        result = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+        if result.returncode != 0:
+            raise AssertionError(f"{' '.join(command)} failed:\n{result.stderr[-6000:]}")
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == 3, result.stdout
+    return lines
+
+
 @pytest.fixture
 def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
     slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")

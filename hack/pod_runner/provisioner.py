@@ -53,7 +53,11 @@ def provision_once(api: KubeApi, root: Path) -> None:
         if claim["spec"].get("volumeName") or (claim.get("status") or {}).get("phase") != "Pending":
             continue
         volume = volume_for(claim, root)
-        Path(volume["spec"]["hostPath"]["path"]).mkdir(parents=True, exist_ok=True)
+        directory = Path(volume["spec"]["hostPath"]["path"])
+        directory.mkdir(parents=True, exist_ok=True)
+        # World-writable, as local-path-provisioner (kind's) makes its directories: a hostPath volume
+        # ignores a pod's fsGroup, and the pods of the real node run as a non-root user.
+        directory.chmod(0o777)
         try:
             api.create("/api/v1/persistentvolumes", volume)
             log.info(

@@ -29,7 +29,7 @@ class PodRunner:
         self.lock = threading.Lock()
 
     def node(self, name: str) -> JSON | None:
-        if name not in self.nodes:
+        if self.nodes.get(name) is None:  # a node not found (yet) is asked again, never cached as absent
             self.nodes[name] = self.api.get_or_none(f"/api/v1/nodes/{name}")
         return self.nodes[name]
 
@@ -62,11 +62,8 @@ class PodRunner:
         if (meta.get("labels") or {}).get(SKIP_LABEL) == SKIP_VALUE:
             return  # left to kwok's stages
         node = self.node(pod["spec"]["nodeName"])
-        if (
-            node is not None
-            and (node["metadata"].get("annotations") or {}).get(KWOK_NODE_ANNOTATION) != "fake"
-        ):
-            return  # not a kwok node: a real kubelet owns it
+        if node is None or (node["metadata"].get("annotations") or {}).get(KWOK_NODE_ANNOTATION) != "fake":
+            return  # only kwok nodes: the real node (hack/node) has its own kubelet
         uid = meta["uid"]
         with self.lock:
             supervisor = self.supervisors.get(uid)

@@ -19,9 +19,11 @@ from tarot_jobs.lifecycle.progress_report import (
 from tarot_jobs.lifecycle.types import ChildKind, ChildRef
 from tarot_jobs.spec.model import TarotRunSpec
 
+from .config import PodScheduling
 from .names import (
     CHILD_LABEL,
     CONFIG_MOUNT,
+    IMAGE_USER,
     JSON,
     KUEUE_PRIORITY_LABEL,
     KUEUE_QUEUE_LABEL,
@@ -40,6 +42,10 @@ EXIT_BAD_INPUT = 2  # the CLI's convention: the input (spec, data, options) is a
 TERMINATION_LOG = "/dev/termination-log"
 TOKEN_MOUNT = "/var/run/tarot/progress"
 RENDEZVOUS_PORT = 29400  # torchrun's c10d default, as Kubeflow Trainer sets PET_MASTER_PORT
+# `tarot train --metrics-port`: the trainer's /metrics, on a container port named "metrics" (the chart's
+# PodMonitor scrapes ports named "metrics" and "http"). The process of rank 0 serves it (docs/monitoring.md).
+TRAIN_METRICS_PORT = 8090
+METRICS_PORT_NAME = "metrics"
 JOB_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 
 SPEC_PATH = f"{CONFIG_MOUNT}/{SPEC_KEY}"
@@ -56,6 +62,7 @@ class JobSettings:
     suspend: bool  # created suspended (Kueue admits it, or the run is suspended)
     pod_labels: dict[str, str] = field(default_factory=dict)
     phases: int = 1  # the selected policy's phase count: evaluate-after reads the last phase's weights
+    scheduling: PodScheduling = field(default_factory=PodScheduling)  # the operator's, for every run
 
 
 def final_weights(phase: int) -> str:
@@ -73,7 +80,7 @@ def stage_command(ref: ChildRef, settings: JobSettings) -> list[str]:
         policy = f"{CONFIG_MOUNT}/{POLICY_KEY}"
         return [
             "tarot", "train", SPEC_PATH, "--phase", str(ref.index), "--out", TRAIN_DIR,
-            "--resume", "--policy", policy, *cache,
+            "--resume", "--policy", policy, *cache, "--metrics-port", str(TRAIN_METRICS_PORT),
         ]  # fmt: skip
     if ref.kind is ChildKind.EVALUATE_BEFORE:
         return ["tarot", "evaluate", SPEC_PATH, "--out", f"{WORKSPACE_MOUNT}/eval/before", *cache]
@@ -160,7 +167,13 @@ def stage_job(run: JSON, ref: ChildRef, spec: TarotRunSpec, settings: JobSetting
         "restartPolicy": "Never",  # retries are new pods, counted by the Job (podFailurePolicy needs Never)
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        # The images run as a non-root user; fsGroup makes the workspace volume writable to it (a new
+        # volume's root is root's), changing ownership only when the volume's root does not match yet.
+        "securityContext": {
+            "seccompProfile": {"type": "RuntimeDefault"},
+            "fsGroup": IMAGE_USER,
+            "fsGroupChangePolicy": "OnRootMismatch",
+        },
     }
     if train:
         # Live progress: the train stage patches status.curriculum.live with this token, which may only
@@ -191,27 +204,34 @@ def stage_job(run: JSON, ref: ChildRef, spec: TarotRunSpec, settings: JobSetting
         )
     if _distributed(spec, ref):
         env += rendezvous_env(spec, name)
-    pod_spec["containers"] = [
-        {
-            "name": CONTAINER,
-            "image": settings.image,
-            "command": command,
-            "env": env,
-            "resources": _resources(spec, ref),
-            "volumeMounts": volume_mounts,
-            "terminationMessagePath": TERMINATION_LOG,
-            # The result file when the stage wrote one; else (a crash) the log's tail: the failure's reason.
-            "terminationMessagePolicy": "FallbackToLogsOnError",
-            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-        }
-    ]
-    pod_spec["volumes"] = volumes
-    if spec.resources.node_selector:
-        pod_spec["nodeSelector"] = dict(spec.resources.node_selector)
-    if spec.resources.tolerations:
-        pod_spec["tolerations"] = [
-            t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in spec.resources.tolerations
+    container: JSON = {
+        "name": CONTAINER,
+        "image": settings.image,
+        "command": command,
+        "env": env,
+        "resources": _resources(spec, ref),
+        "volumeMounts": volume_mounts,
+        "terminationMessagePath": TERMINATION_LOG,
+        # The result file when the stage wrote one; else (a crash) the log's tail: the failure's reason.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+    if train:
+        container["ports"] = [
+            {"name": METRICS_PORT_NAME, "containerPort": TRAIN_METRICS_PORT, "protocol": "TCP"}
         ]
+    pod_spec["containers"] = [container]
+    pod_spec["volumes"] = volumes
+    # The operator's scheduling for every run, then the run's own (its nodeSelector keys win).
+    node_selector = {**settings.scheduling.node_selector, **spec.resources.node_selector}
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    tolerations = [
+        *settings.scheduling.tolerations,
+        *(t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in spec.resources.tolerations),
+    ]
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
 
     job_labels = {CHILD_LABEL: ref.suffix()}
     if spec.resources.kueue_queue is not None:

@@ -19,6 +19,7 @@ KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 KUEUE_PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
 
 WORKSPACE_MOUNT = "/workspace"
+IMAGE_USER = 65532  # the numeric non-root USER of tarot's images (images/*/Containerfile)
 CONFIG_MOUNT = "/etc/tarot"
 SPEC_KEY = "spec.yaml"
 POLICY_KEY = "policy.json"

@@ -168,10 +168,21 @@ class Reconciler:
         image = spec.images.sandbox or self.config.sandbox_image
         replicas = 0 if self.config.job_sandbox is JobSandbox.IN_PROCESS else spec.sandbox.replicas
         await asyncio.gather(
-            self._ensure(memory, run, sandbox_network_policy(run, name)),
+            self._ensure(memory, run, sandbox_network_policy(run, name, self.config.metrics_scrapers)),
             self._ensure(memory, run, sandbox_service(run, name)),
             self._ensure(
-                memory, run, sandbox_deployment(run, name, spec, image, replicas, self.config.pod_labels)
+                memory,
+                run,
+                sandbox_deployment(
+                    run,
+                    name,
+                    spec,
+                    image,
+                    replicas,
+                    self.config.pod_labels,
+                    self.config.pod_scheduling,
+                    self.config.sandbox_confinement,
+                ),
             ),
         )
 
@@ -203,6 +214,7 @@ class Reconciler:
             suspend=spec.resources.kueue_queue is not None or ref in plan.suspend,
             pod_labels=self.config.pod_labels,
             phases=phases,
+            scheduling=self.config.pod_scheduling,
         )
         job = stage_job(run, ref, spec, settings)
         try:

@@ -21,7 +21,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from tarot_jobs.cli.output import ExitCode, exit_codes, fail, reporter, stderr, stdout, write_result
+from tarot_jobs.cli.output import ExitCode, exit_codes, fail, literal, reporter, stderr, stdout, write_result
+from tarot_jobs.cli.shutdown import sandbox_dies_with_the_command
 from tarot_jobs.cli.stage_options import SpecArgument, read_spec
 from tarot_jobs.cli.stage_results import data_result
 from tarot_jobs.problems.check import CheckReport, check_problems
@@ -82,7 +83,7 @@ def check_command(
 ) -> None:
     """Run every gold solution on all its tests; drop invalid tests and report usable problems."""
     started = time.monotonic()
-    with exit_codes():
+    with exit_codes(), sandbox_dies_with_the_command():
         loaded = load_problems(
             path, format=record_format.value, on_error="skip" if skip_bad_records else "raise"
         )
@@ -107,7 +108,7 @@ def check_command(
             save_problems(report.cleaned, out)
         except OSError as exc:
             fail(f"cannot write {out}: {exc.strerror or exc}", ExitCode.FAILED)
-        stderr.print(Text(f"wrote {len(report.cleaned)} usable problem(s) to {out}"))
+        stderr.print(literal(f"wrote {len(report.cleaned)} usable problem(s) to {out}"))
 
 
 def prepare_command(
@@ -120,13 +121,13 @@ def prepare_command(
 
     spec = read_spec(spec_file)
     report = reporter()
-    with exit_codes(), open_sandbox(spec) as sandbox:
+    with exit_codes(), sandbox_dies_with_the_command(), open_sandbox(spec) as sandbox:
         data = prepare_data(spec, sandbox, report.log)
     try:
         write_data(data, out)
     except OSError as exc:
         fail(f"cannot write {out}: {exc.strerror or exc}", ExitCode.FAILED)
-    result = data_result(data.summary)
+    result = data_result(data.summary, sandbox.usage())
     write_result(result)
     stdout.print(
         f"{result.train} training and {result.heldout} held-out problems in {out}"
@@ -165,7 +166,7 @@ def _run_check(
 
 
 def _print_human(report: CheckReport, loaded: LoadResult, elapsed: float) -> None:
-    table = Table(title=Text(f"Tests of {loaded.source}"))
+    table = Table(title=literal(f"Tests of {loaded.source}"))
     for column in ("tier", "total", "valid", "invalid"):
         table.add_column(column, justify="left" if column == "tier" else "right")
     for tier, counts in report.tiers.items():
@@ -182,20 +183,21 @@ def _print_human(report: CheckReport, loaded: LoadResult, elapsed: float) -> Non
         for bad in report.invalid:
             tier_name = bad.tier.value if bad.tier else "(none)"
             invalid.add_row(
-                Text(bad.problem_id), tier_name, str(bad.test_index), bad.reason.value, Text(bad.detail)
+                literal(bad.problem_id), tier_name, str(bad.test_index), bad.reason.value, literal(bad.detail)
             )
         stdout.print(invalid)
-    # Text() everywhere below: ids, paths and details may contain [brackets] that are not rich markup.
+    # literal() everywhere: ids, paths and details (the gold solutions' output among them) may hold
+    # [brackets] that are not rich markup and control characters that must not reach the terminal.
     for problem in report.unusable:
-        stdout.print(Text(f"unusable: {problem.problem_id}: {problem.why}"))
+        stdout.print(literal(f"unusable: {problem.problem_id}: {problem.why}"))
     if any(problem.missing_tiers for problem in report.unusable):
         stdout.print(
             Text("hint: --allow-missing-tiers keeps problems that lack a tier (e.g. HumanEval-style sets)")
         )
     for record in loaded.skipped:
-        stdout.print(Text(f"skipped record: {record}"))
+        stdout.print(literal(f"skipped record: {record}"))
     for error in report.infrastructure_errors:
-        stdout.print(Text(f"sandbox error: {error.problem_id} test {error.test_index}: {error.detail}"))
+        stdout.print(literal(f"sandbox error: {error.problem_id} test {error.test_index}: {error.detail}"))
     stdout.print(
         Text(
             f"{report.usable_problems} of {report.problems} problems usable, {len(report.invalid)} invalid "

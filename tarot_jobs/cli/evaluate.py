@@ -45,7 +45,7 @@ def evaluate_command(
             run_data = stage_data(spec, data, sandbox, report)
             path = model or base_model(spec, run_data, model_cache(cache), report).path
             result = run_evaluation(spec, run_data.heldout, path, sandbox, out, report)
-    write_result(evaluate_result(result))
+    write_result(evaluate_result(result, sandbox.usage()))
     if as_json:
         print(json.dumps(result, indent=2))
         return

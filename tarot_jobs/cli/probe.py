@@ -39,7 +39,7 @@ def probe_command(
         run_data = stage_data(spec, data, sandbox, report)
         base = base_model(spec, run_data, model_cache(cache), report)
         capability = run_probe(spec, run_data.heldout, base, sandbox, out, report)
-    write_result(probe_result(capability))
+    write_result(probe_result(capability, sandbox.usage()))
     if as_json:
         print(json.dumps(capability, indent=2))
     else:

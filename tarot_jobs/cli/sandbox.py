@@ -11,7 +11,8 @@ import typer
 from rich.panel import Panel
 from rich.table import Table
 
-from tarot_jobs.cli.output import ExitCode, stdout
+from tarot_jobs.cli.output import ExitCode, literal, stdout, write_result
+from tarot_jobs.cli.shutdown import sandbox_dies_with_the_command
 from tarot_jobs.sandbox.types import ExecutionRequest, ExecutionResult, ProgramKind, TestSpec, Verdict
 
 
@@ -38,13 +39,18 @@ def serve_command(
         int, typer.Option(min=1, help="Largest stdin of one test accepted (413 above).")
     ] = 8,
 ) -> None:
-    """Serve POST /v1/execute, /v1/execute/batch, GET /healthz and /metrics."""
+    """Serve POST /v1/execute, /v1/execute/batch, GET /healthz and /metrics. On SIGTERM, the tests it
+    executed by verdict go to $TAROT_RESULT_FILE (a pod's termination message: its last count is kept)."""
+    from tarot_jobs.lifecycle.results import SandboxServiceResult
     from tarot_jobs.sandbox.service import ServiceConfig, serve
 
     config = ServiceConfig(
         max_queued=max_queued, max_code_bytes=max_code_kb << 10, max_input_bytes=max_input_mb << 20
     )
-    asyncio.run(serve(host, port, workers, config=config, on_ready=lambda line: print(line, flush=True)))
+    executed = asyncio.run(
+        serve(host, port, workers, config=config, on_ready=lambda line: print(line, flush=True))
+    )
+    write_result(SandboxServiceResult(executions=executed))
 
 
 def exec_command(
@@ -90,7 +96,10 @@ def exec_command(
         memory_limit_mb=memory_mb,
         float_tolerance=float_tolerance,
     )
-    with LocalSandbox(1, limits=RunLimits(text_cap_chars=1 << 20), fast=not subprocess_path) as sandbox:
+    with (
+        sandbox_dies_with_the_command(),
+        LocalSandbox(1, limits=RunLimits(text_cap_chars=1 << 20), fast=not subprocess_path) as sandbox,
+    ):
         [result] = sandbox.run_batch([request])
     if as_json:
         print(json.dumps(result.model_dump(mode="json"), indent=2))
@@ -101,12 +110,13 @@ def exec_command(
 
 
 def _show(result: ExecutionResult) -> None:
+    """The verdict, then the program's output exactly as written (no markup, escapes made visible)."""
     test = result.results[0]
     table = Table(show_header=False, box=None)
     colour = "green" if test.status in (Verdict.PASSED, Verdict.COMPLETED) else "red"
     table.add_row("verdict", f"[bold {colour}]{test.status.value}[/]")
     if test.detail:
-        table.add_row("detail", test.detail)
+        table.add_row("detail", literal(test.detail))  # may quote the program's stderr
     table.add_row("exit code", str(test.exit_code) if test.signal is None else f"signal {test.signal}")
     table.add_row("wall", f"{test.wall_ms:.1f} ms")
     table.add_row("cpu", f"{test.cpu_ms:.1f} ms")
@@ -114,7 +124,7 @@ def _show(result: ExecutionResult) -> None:
     stdout.print(table)
     for name, text in (("stdout", test.stdout), ("stderr", test.stderr)):
         if text:
-            stdout.print(Panel(text.rstrip("\n"), title=name, expand=False))
+            stdout.print(Panel(literal(text.rstrip("\n")), title=name, expand=False))
 
 
 def register(app: typer.Typer) -> None:

@@ -363,6 +363,7 @@ class _Planning:
         phase.completed_steps = result.completed_steps
         phase.mean_reward = result.mean_reward
         phase.reward_per_tier = result.reward_per_tier
+        phase.sandbox = result.sandbox
         phase.start_time = phase.start_time or self.now
         phase.finish_time = self.now
         if result.mean_reward is not None:

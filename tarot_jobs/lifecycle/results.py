@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from tarot_jobs.spec.status import PassAtOne, StatusModel, TierValues
+from tarot_jobs.spec.status import PassAtOne, SandboxUsage, StatusModel, TierValues
 
 Count = Annotated[int, Field(ge=0)]
 
@@ -22,11 +22,13 @@ class DataResult(StatusModel):
     train: Count
     heldout: Count
     dropped: Count = 0
+    sandbox: SandboxUsage | None = None  # which sandbox checked the tests, and how many it ran
 
 
 class ProbeResult(StatusModel):
     score: float = Field(ge=0.0, le=1.0)
     pass_at_one: PassAtOne = Field(default_factory=PassAtOne)
+    sandbox: SandboxUsage | None = None
 
 
 class TrainResult(StatusModel):
@@ -36,11 +38,20 @@ class TrainResult(StatusModel):
     mean_reward: float | None = None
     reward_per_tier: TierValues = Field(default_factory=TierValues)
     checkpoint: str | None = Field(default=None, max_length=1024)
+    sandbox: SandboxUsage | None = None  # None: a result from a trainer that did not report it
 
 
 class EvaluateResult(StatusModel):
     pass_at_one: PassAtOne = Field(default_factory=PassAtOne)
     failed_executions: Count = 0
+    sandbox: SandboxUsage | None = None
+
+
+class SandboxServiceResult(StatusModel):
+    """What `tarot sandbox serve` executed, by verdict, when it stopped: a sandbox pod's termination
+    message, so the count survives the pod (a finished run's sandbox is scaled to zero)."""
+
+    executions: dict[str, Count] = Field(default_factory=dict)
 
 
 # A train Job's progress report (status.curriculum.live, or ObservedChild.progress) is

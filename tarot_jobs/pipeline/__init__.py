@@ -5,6 +5,7 @@
     model/      model plumbing: loading, the tiny preset, generation, prompts, torch runtime settings
     scoring.py  pass rates of sampled completions (probe and evaluation)
     context.py  what a stage needs first: sandbox, problems, base model
+    sandbox_usage.py  which sandbox scored a stage's programs, and how many tests (in its result)
     progress.py progress bars / periodic lines;  errors.py  StageError (a problem the user can fix)
 
 Who runs the stages in order lives in tarot_jobs/lifecycle/ (locally) and the operator (on a cluster).

@@ -8,19 +8,20 @@ from pathlib import Path
 
 from tarot_jobs.pipeline.model.loading import ResolvedModel, resolve_base_model
 from tarot_jobs.pipeline.progress import Reporter
+from tarot_jobs.pipeline.sandbox_usage import CountingSandbox
 from tarot_jobs.pipeline.stages.data import RunData, prepare_data, read_data
 from tarot_jobs.sandbox.types import SandboxBackend
 from tarot_jobs.spec.model import TarotRunSpec
 
 
 @contextmanager
-def open_sandbox(spec: TarotRunSpec) -> Iterator[SandboxBackend]:
-    """The spec's sandbox service, or local helpers (stopped on exit)."""
+def open_sandbox(spec: TarotRunSpec) -> Iterator[CountingSandbox]:
+    """The spec's sandbox service, or local helpers (stopped on exit), counting the tests it scores."""
     from tarot_jobs.sandbox.client import backend_for
 
     backend = backend_for(spec.sandbox.url, spec.sandbox.workers)
     try:
-        yield backend
+        yield CountingSandbox(backend)
     finally:
         close = getattr(backend, "close", None)
         if callable(close):

@@ -11,7 +11,8 @@ answered 429 with Retry-After at once, never left hanging.
 API
 - POST /v1/execute        one ExecutionRequest           -> ExecutionResult
 - POST /v1/execute/batch  {"requests": [ExecutionRequest]} -> {"results": [ExecutionResult]}
-- GET  /healthz           liveness and the isolation in effect (which namespaces, which refused)
+- GET  /healthz           liveness and the isolation in effect (which namespaces, which refused);
+                          503 "failing" while the helpers cannot run programs
 - GET  /metrics           Prometheus text format
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,8 +41,9 @@ from pydantic import ValidationError
 from tarot_jobs.sandbox.limits import RunLimits
 from tarot_jobs.sandbox.local import LocalSandbox
 from tarot_jobs.sandbox.pool import JailOptions
-from tarot_jobs.sandbox.types import ExecutionRequest, ExecutionResult, TestSpec, Verdict
+from tarot_jobs.sandbox.types import ExecutionRequest, ExecutionResult, Verdict
 
+SELF_TEST_FAILED_EXIT = 3
 _LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -66,6 +69,7 @@ class RequestProblem(Exception):
 class _Metrics:
     def __init__(self, service: SandboxService) -> None:
         self.registry = CollectorRegistry()
+        self.executed: dict[str, int] = {}  # the executions counter's values, for the summary at exit
         self.executions = Counter(
             "tarot_sandbox_executions", "Tests executed, by verdict.", ["verdict"], registry=self.registry
         )
@@ -104,6 +108,7 @@ class _Metrics:
         self.program_seconds.observe(seconds)
         for test in result.results:
             self.executions.labels(test.status.value).inc()
+            self.executed[test.status.value] = self.executed.get(test.status.value, 0) + 1
             self.test_seconds.observe(test.wall_ms / 1000)
 
 
@@ -154,17 +159,22 @@ class SandboxService:
 
     async def _healthz(self, _: web.Request) -> web.Response:
         """Liveness, and the isolation in effect: the label every result's `path` carries, the
-        namespaces entered and any the kernel refused (with why), and whether runs fell back."""
+        namespaces entered and any the kernel refused (with why), and whether runs fell back.
+        503 while runs keep ending in sandbox errors (the helpers cannot run programs)."""
+        failing = self.backend.failing
+        status = "failing" if failing else "ok" if self.backend.fast_path_error is None else "degraded"
         return web.json_response(
             {
-                "status": "ok" if self.backend.fast_path_error is None else "degraded",
+                "status": status,
+                "failing": failing,
                 "workers": self.backend.workers,
                 "inflight": self.inflight,
                 "queued": self.waiting,
                 "isolation": self.backend.isolation,
                 "isolation_detail": self.backend.capabilities,
                 "fast_path_error": self.backend.fast_path_error,
-            }
+            },
+            status=503 if failing else 200,
         )
 
     async def _metrics(self, _: web.Request) -> web.Response:
@@ -247,15 +257,20 @@ async def serve(
     limits: RunLimits | None = None,
     jail: JailOptions | None = None,
     on_ready: Callable[[str], None] = print,
-) -> None:
-    """Run the service until SIGINT/SIGTERM.
+) -> dict[str, int]:
+    """Run the service until SIGINT/SIGTERM; return the tests it executed, by verdict (what the
+    executions counter said last: the summary a pod keeps in its termination message).
 
     `jail` defaults to the environment (TAROT_SANDBOX_POD_BOUNDARY=1 on a sandbox
-    Deployment whose runtime refuses namespaces). One trivial run at start-up
-    builds a jail, so /healthz and the ready line say what isolation is in effect."""
+    Deployment whose runtime refuses namespaces). A self-test at start-up (known programs
+    that must pass) builds the jail, so /healthz and the ready line say what isolation is in
+    effect; when it fails the service says why on stderr and exits 3 instead of serving."""
     _make_undumpable()
     with LocalSandbox(workers, limits=limits, jail=jail) as backend:
-        await backend.run_async(ExecutionRequest(code="pass", tests=[TestSpec()]))
+        problem = await asyncio.to_thread(backend.self_test)
+        if problem is not None:
+            print(f"tarot sandbox: not serving: {problem}", file=sys.stderr, flush=True)
+            raise SystemExit(SELF_TEST_FAILED_EXIT)
         service = SandboxService(backend, config)
         runner = web.AppRunner(service.app, access_log=None)
         await runner.setup()
@@ -275,3 +290,4 @@ async def serve(
             await stop.wait()
         finally:
             await runner.cleanup()
+        return dict(service.metrics.executed)

@@ -133,6 +133,24 @@ class DataStatus(StatusModel):
     dropped: int = Field(default=0, ge=0)
 
 
+IN_PROCESS_SANDBOX = "in-process"  # SandboxUsage.backend of a stage that ran the executor in its own process
+
+
+class SandboxUsage(StatusModel):
+    """Which sandbox scored a stage's programs, and how many tests it scored there."""
+
+    backend: str = Field(
+        min_length=1,
+        max_length=512,
+        description='The sandbox service\'s URL the stage called (its Service by DNS name), or "in-process".',
+    )
+    scored_tests: int = Field(
+        ge=0,
+        description="Tests the backend answered for the attempt that finished the stage (a request sent "
+        "again after a failure counts again).",
+    )
+
+
 class PhaseStatus(StatusModel):
     """One curriculum phase: its plan (tiers, weights, steps) and how far it got."""
 
@@ -145,6 +163,7 @@ class PhaseStatus(StatusModel):
     reward_per_tier: TierValues | None = None
     start_time: Timestamp | None = None
     finish_time: Timestamp | None = None
+    sandbox: SandboxUsage | None = None  # from the phase Job's result, once it finished
 
 
 class LiveProgress(StatusModel):

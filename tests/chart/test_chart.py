@@ -22,6 +22,7 @@ from chart_tools import (
     render,
     tool_dir,
 )
+from tarot_operator.config import METRICS_SCRAPERS_ENV, PodScheduling, metrics_scrapers_from_env
 
 # Every optional part switched on, namespace-scoped (the other RBAC shape from the default's).
 ALL_OPTIONAL: dict[str, Any] = {
@@ -56,6 +57,8 @@ ALL_OPTIONAL: dict[str, Any] = {
     "prometheusRule": {"enabled": True, "additionalLabels": {"release": "kps"}},
     "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "ML"}},
 }
+# The local cluster's values (the operator as a pod on the real node, images imported, not pulled).
+CLUSTER_VALUES: dict[str, Any] = yaml.safe_load((REPO / "hack" / "cluster-values.yaml").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +87,11 @@ def kube_schema_dir(
 
 
 @pytest.fixture(scope="module")
+def cluster_objects(helm_bin: Path) -> list[dict[str, Any]]:
+    return objects(render(helm_bin, CLUSTER_VALUES))
+
+
+@pytest.fixture(scope="module")
 def default_objects(helm_bin: Path) -> list[dict[str, Any]]:
     return objects(render(helm_bin))
 
@@ -106,7 +114,9 @@ def _one(objs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 # ---- helm lint and kubeconform -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("values", [None, ALL_OPTIONAL], ids=["default", "all-optional"])
+@pytest.mark.parametrize(
+    "values", [None, ALL_OPTIONAL, CLUSTER_VALUES], ids=["default", "all-optional", "local-cluster"]
+)
 def test_helm_lint_strict(helm_bin: Path, values: dict[str, Any] | None, tmp_path: Path) -> None:
     args = ["lint", "--strict", str(CHART), "--namespace", "tarot-system"]
     if values:
@@ -117,7 +127,9 @@ def test_helm_lint_strict(helm_bin: Path, values: dict[str, Any] | None, tmp_pat
     assert "0 chart(s) failed" in result.stdout
 
 
-@pytest.mark.parametrize("values", [None, ALL_OPTIONAL], ids=["default", "all-optional"])
+@pytest.mark.parametrize(
+    "values", [None, ALL_OPTIONAL, CLUSTER_VALUES], ids=["default", "all-optional", "local-cluster"]
+)
 def test_rendered_manifests_validate_offline(
     helm_bin: Path,
     chart_tools: Path,
@@ -165,6 +177,11 @@ def test_kubeconform_rejects_a_misspelt_field(
             "/grafanaDashboard/labels/grafana_dashboard",
         ),
         ({"metrcs": {"enabled": True}}, "metrcs"),
+        (
+            {"defaults": {"podTolerations": [{"key": "a", "effect": "Sometimes"}]}},
+            "/defaults/podTolerations/0",
+        ),
+        ({"defaults": {"podNodeSelector": {"tarot.dev/node": True}}}, "/defaults/podNodeSelector"),
     ],
 )
 def test_a_wrong_value_fails_naming_it(
@@ -463,3 +480,57 @@ def test_readme_lists_every_value() -> None:
 
     missing = [key for key in leaves(values, schema, "") if f"| `{key}` |" not in readme]
     assert not missing, f"not in charts/tarot/README.md: {missing}"
+
+
+def test_local_cluster_values_run_the_operator_on_the_real_node_from_imported_images(
+    cluster_objects: list[dict[str, Any]],
+) -> None:
+    pod = _one(cluster_objects, "Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == "localhost/tarot/tarot-operator:0.1.0"
+    assert container["imagePullPolicy"] == "Never"
+    assert pod["nodeSelector"] == CLUSTER_VALUES["nodeSelector"]
+    assert pod["tolerations"] == CLUSTER_VALUES["tolerations"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    defaults = CLUSTER_VALUES["defaults"]
+    assert env["TAROT_TRAINER_IMAGE"] == defaults["trainerImage"]
+    assert env["TAROT_SANDBOX_IMAGE"] == defaults["sandboxImage"]
+    # The operator reads back exactly the scheduling the values give every pod of every run.
+    scheduling = PodScheduling.from_env(env)
+    assert scheduling.node_selector == defaults["podNodeSelector"]
+    assert list(scheduling.tolerations) == defaults["podTolerations"]
+
+
+def test_no_run_scheduling_by_default(default_objects: list[dict[str, Any]]) -> None:
+    (container,) = _one(default_objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    names = {e["name"] for e in container["env"]}
+    assert not names & {"TAROT_OPERATOR_POD_NODE_SELECTOR", "TAROT_OPERATOR_POD_TOLERATIONS"}
+
+
+# ---- who may scrape the runs' sandboxes ---------------------------------------------------------------
+
+
+def test_metrics_scrapers_reach_the_operator(
+    helm_bin: Path, default_objects: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """`metrics.scrapers` (NetworkPolicy peers) arrive as the operator reads them; none by default."""
+    scrapers = [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+        },
+        {"ipBlock": {"cidr": "10.244.0.1/32"}},
+    ]
+    (container,) = _one(objects(render(helm_bin, {"metrics": {"scrapers": scrapers}})), "Deployment")["spec"][
+        "template"
+    ]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert metrics_scrapers_from_env(env) == tuple(scrapers)
+    (default,) = _one(default_objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert METRICS_SCRAPERS_ENV not in {e["name"] for e in default["env"]}
+
+    (tmp_path / "values.yaml").write_text(yaml.safe_dump({"metrics": {"scrapers": [{"podSelektor": {}}]}}))
+    result = helm(
+        helm_bin, "template", "tarot", str(CHART), "--values", str(tmp_path / "values.yaml"), check=False
+    )
+    assert result.returncode != 0 and "/metrics/scrapers/0" in result.stderr, result.stderr

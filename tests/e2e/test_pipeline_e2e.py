@@ -106,6 +106,11 @@ def test_run_survives_a_kill_and_reports(tmp_path: Path) -> None:
     ]
     assert sum(p["steps"] for p in report["phases"]) == 8
     assert all(p["mean_reward"] is not None for p in report["phases"])
+    # Locally every phase scored its rewards with the in-process executor, and the report says so.
+    assert {p["sandbox"]["backend"] for p in report["phases"]} == {"in-process"}
+    # A phase's count is its finishing attempt's: phase 0, killed after its last checkpoint, had nothing
+    # left to score when it resumed; the later phases scored their completions' tests.
+    assert sum(p["sandbox"]["scoredTests"] for p in report["phases"][1:]) > 0
     for when in ("before", "after"):
         assert set(report["evaluation"][when]) == {"basic", "intermediate", "complex", "edge", "overall"}
     before = json.loads((workdir / "eval" / "before" / "evaluation.json").read_text())
@@ -114,6 +119,8 @@ def test_run_survives_a_kill_and_reports(tmp_path: Path) -> None:
     assert after["model"].endswith("train/phase-3/final")
     markdown = (workdir / "report.md").read_text()
     assert "Policy **forward**" in markdown and "| basic |" in markdown and "curves.png" in markdown
+    first = report["phases"][0]["sandbox"]["scoredTests"]
+    assert f"| in-process ({first}) |" in markdown  # the curriculum table names each phase's sandbox
     assert (workdir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # The status left in the workdir agrees with the report.

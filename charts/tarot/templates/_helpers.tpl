@@ -55,3 +55,12 @@ app.kubernetes.io/part-of: tarot
 {{- define "tarot.sandboxImage" -}}
 {{- default (printf "ghcr.io/tarot-dev/tarot-sandbox:%s" .Chart.AppVersion) .Values.defaults.sandboxImage }}
 {{- end }}
+
+{{/* A map as KEY=VALUE,KEY=VALUE (sorted by key), the operator's list syntax. */}}
+{{- define "tarot.keyValues" -}}
+{{- $pairs := list }}
+{{- range $key, $value := . }}
+{{- $pairs = append $pairs (printf "%s=%s" $key $value) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}

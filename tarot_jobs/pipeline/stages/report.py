@@ -72,6 +72,7 @@ def build_report(
                 "last_step": p["global_step"],
                 "mean_reward": p["mean_reward"],
                 "mean_tier_pass_rate": p.get("mean_tier_pass_rate", {}),
+                "sandbox": p.get("sandbox"),  # which sandbox scored the phase, and how many tests
             }
             for p in phases
         ],
@@ -137,14 +138,16 @@ def render_markdown(report: dict[str, Any], tiny: bool) -> str:
         "",
         f"Policy **{policy['name']}** ({policy['rule']}): {policy['reason']}.",
         "",
-        "| phase | tiers | weights | steps | mean reward |",
-        "|---|---|---|---|---|",
+        "| phase | tiers | weights | steps | mean reward | sandbox (tests) |",
+        "|---|---|---|---|---|---|",
     ]
     for p in report["phases"]:
         weights = ", ".join(f"{t[0].upper()} {w:g}" for t, w in p["weights"].items())
         reward = "-" if p["mean_reward"] is None else f"{p['mean_reward']:.3f}"
         tiers = "+".join(t[0].upper() for t in p["tiers"])
-        lines.append(f"| {p['index']} | {tiers} | {weights} | {p['steps']} | {reward} |")
+        sandbox = p.get("sandbox")
+        scored = "-" if sandbox is None else f"{sandbox['backend']} ({sandbox['scoredTests']})"
+        lines.append(f"| {p['index']} | {tiers} | {weights} | {p['steps']} | {reward} | {scored} |")
     before, after = report["evaluation"]["before"], report["evaluation"]["after"]
     lines += ["", "## Held-out evaluation (pass@1)", "", "| tier | before | after |", "|---|---|---|"]
     for name in [*TIER_NAMES, "overall"]:

@@ -51,6 +51,7 @@ from tarot_jobs.pipeline.model.loading import (
 )
 from tarot_jobs.pipeline.model.prompts import render_prompt
 from tarot_jobs.pipeline.model.runtime import prepare_runtime
+from tarot_jobs.pipeline.sandbox_usage import CountingSandbox
 from tarot_jobs.pipeline.stages.data import RunData
 from tarot_jobs.pipeline.training.checkpoints import (
     CHECKPOINT_PREFIX,
@@ -163,7 +164,9 @@ def train_phase(
         log(f"removed incomplete {leftover.name} left by an interrupted run")
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    trainer, logger, yardstick = _build_trainer(request, plans, stop, sandbox, on_step, log)
+    # Every reward and yardstick score goes through it: phase.json says which sandbox scored how many tests.
+    counted = CountingSandbox(sandbox)
+    trainer, logger, yardstick = _build_trainer(request, plans, stop, counted, on_step, log)
     own = latest_checkpoint(run_dir) if request.resume else None
     checkpoint = own or previous
     resumed_from = None
@@ -181,8 +184,8 @@ def train_phase(
             yardstick.resume_from(0)
     server = None
     if request.metrics_port is not None and logger.context.metrics is not None:
-        server = logger.context.metrics.serve(request.metrics_port)
-        log(f"metrics on http://0.0.0.0:{request.metrics_port}/metrics")
+        server = logger.context.metrics.serve_phase(request.metrics_port, log)
+    trained = False
     try:
         if own is not None and resumed_from == stop.end_step:
             # Killed after its boundary checkpoint, before final/: nothing is left to train (transformers
@@ -193,9 +196,12 @@ def train_phase(
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
             global_step = int(trainer.state.global_step)
             save_final = functools.partial(_save_final, trainer)
+        trained = True
     finally:
         if server is not None:
-            server.shutdown()
+            # A finished phase holds /metrics until its last step has been scraped (about two scrape
+            # intervals at most; at once when nothing scrapes it), so the pod's end loses no value.
+            server.stop(final_scrape=trained, say=log)
     if global_step != stop.end_step or not is_complete(run_dir / f"{CHECKPOINT_PREFIX}{stop.end_step}"):
         raise StageError(
             f"phase {index}: training stopped at step {global_step} without its boundary checkpoint "
@@ -203,6 +209,7 @@ def train_phase(
         )
     write_atomically(final_weights(out_dir, index), save_final, {"phase": index, "global_step": global_step})
     summary = _summary(request, plans, global_step, checkpoint, resumed_from, time.monotonic() - started)
+    summary["sandbox"] = counted.usage().model_dump(mode="json")
     write_json_atomically(run_dir / PHASE_FILE, summary)
     return summary
 

@@ -202,7 +202,10 @@ def test_data_prepare_writes_the_stage_files_and_its_result(tmp_path: Path) -> N
     code, stdout, err = tarot("data", "prepare", spec, "--out", out, env={RESULT_FILE_VARIABLE: str(result)})
     assert code == 0, err
     train, heldout = len(load_bundled("train")), len(load_bundled("heldout"))
-    assert json.loads(result.read_text()) == {"train": train, "heldout": heldout, "dropped": 0}
+    # check: false, so the in-process sandbox scored nothing (the result says so rather than omitting it).
+    sandbox = {"backend": "in-process", "scoredTests": 0}
+    expected = {"train": train, "heldout": heldout, "dropped": 0, "sandbox": sandbox}
+    assert json.loads(result.read_text()) == expected
     assert len((out / "train.jsonl").read_text().splitlines()) == train
     assert len((out / "heldout.jsonl").read_text().splitlines()) == heldout
     assert json.loads((out / "check.json").read_text())["usable"] == {"train": train, "heldout": heldout}

@@ -57,7 +57,9 @@ def test_each_stage_writes_its_result(tmp_path: Path) -> None:
     probe_result = _stage(tmp_path, "probe", "probe", spec, "--out", probe, *common)
     capability = json.loads((probe / "capability.json").read_text())
     assert ProbeResult.model_validate(probe_result).score == capability["score"]
-    assert set(probe_result) == {"score", "passAtOne"}
+    assert set(probe_result) == {"score", "passAtOne", "sandbox"}
+    # Each stage says which sandbox scored its programs and how many tests: here the executor in-process.
+    assert probe_result["sandbox"] == {"backend": "in-process", "scoredTests": _verdicts(probe)}
 
     assert run_tarot("select", spec, "--out", train).returncode == 0
     train_result = TrainResult.model_validate(
@@ -72,3 +74,12 @@ def test_each_stage_writes_its_result(tmp_path: Path) -> None:
     )
     parsed = EvaluateResult.model_validate(evaluate_result)
     assert parsed.failed_executions == 0 and parsed.pass_at_one.overall is not None
+    assert parsed.sandbox is not None and parsed.sandbox.backend == "in-process"
+    assert parsed.sandbox.scored_tests == _verdicts(evaluation)
+    assert train_result.sandbox is not None and train_result.sandbox.backend == "in-process"
+
+
+def _verdicts(out: Path) -> int:
+    """The tests a stage's samples.jsonl holds verdicts of (a completion without code runs none)."""
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    return sum(len(sample["verdicts"]) for sample in samples)

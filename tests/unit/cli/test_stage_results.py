@@ -25,7 +25,11 @@ def test_data_result_counts_what_the_check_dropped() -> None:
         "check_train": {"problems": 44, "usable_problems": 40},
         "check_heldout": {"problems": 10, "usable_problems": 9},
     }
-    assert data_result(summary).model_dump(by_alias=True) == {"train": 40, "heldout": 9, "dropped": 5}
+    assert data_result(summary).model_dump(by_alias=True, exclude_none=True) == {
+        "train": 40,
+        "heldout": 9,
+        "dropped": 5,
+    }
     assert data_result({"usable": {"train": 3, "heldout": 1}}).dropped == 0  # no check ran
 
 

@@ -54,6 +54,7 @@ RESULTS: dict[ChildRef, dict[str, Any]] = {
             "meanReward": 0.1 * (i + 1),
             "rewardPerTier": {"basic": 0.5},
             "checkpoint": f"/workspace/train/phase-{i}/final",
+            "sandbox": {"backend": "http://run-sandbox.ns.svc:8080", "scoredTests": 10 * (i + 1)},
         }
         for i, steps in enumerate(PHASE_STEPS)
     },
@@ -737,6 +738,9 @@ def test_a_whole_run_passes_through_every_phase_once() -> None:
     finishes = [p["finishTime"] for p in _phases(status)]
     assert starts == sorted(starts) and all(s < f for s, f in zip(starts, finishes, strict=True))
     assert status["startTime"] < status["completionTime"]
+    # Each phase's status names the sandbox its Job scored with, as its result reported it.
+    assert [p["sandbox"]["scoredTests"] for p in _phases(status)] == [10, 20, 30, 40]
+    assert {p["sandbox"]["backend"] for p in _phases(status)} == {"http://run-sandbox.ns.svc:8080"}
 
 
 def test_condition_transition_time_moves_only_when_its_status_changes() -> None:

@@ -6,6 +6,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from tarot_operator.config import (
+    NODE_SELECTOR_ENV,
+    SANDBOX_RUNTIME_CLASS_ENV,
+    SANDBOX_SECCOMP_ENV,
+    TOLERATIONS_ENV,
+    OperatorConfig,
+    PodScheduling,
+    SandboxConfinement,
+)
 from tarot_operator.jobs import JobSettings, rendezvous_service, stage_job
 from tarot_operator.names import parse_child
 from tarot_operator.observe import (
@@ -116,6 +125,15 @@ def test_evaluate_after_reads_the_last_phase_weights() -> None:
     job = stage_job(RUN, ChildRef(ChildKind.EVALUATE_AFTER), spec(), settings(phases=3))
     command = job["spec"]["template"]["spec"]["containers"][0]["command"]
     assert command[command.index("--model") + 1] == "/workspace/train/phase-2/final"
+
+
+@pytest.mark.parametrize("ref", [ChildRef(ChildKind.DATA), TRAIN0, ChildRef(ChildKind.EVALUATE_AFTER)])
+def test_stage_pods_can_write_the_workspace_as_the_images_non_root_user(ref: ChildRef) -> None:
+    # A new volume's root belongs to root; the images run as uid 65532 (images/*/Containerfile).
+    pod = stage_job(RUN, ref, spec(), settings())["spec"]["template"]["spec"]
+    assert pod["securityContext"]["fsGroup"] == 65532
+    assert pod["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"  # no recursive chown each pod
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
 
 
 def test_data_job_asks_no_gpu_and_pod_labels_are_added() -> None:
@@ -250,4 +268,94 @@ def test_sandbox_pods_are_locked_down_and_run_with_the_pod_as_boundary() -> None
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert container["resources"]["limits"] == {"cpu": "2", "memory": "1280Mi"}  # 2 workers x 512 + 256
+    # Bursty work: half a core per worker requested, a whole one allowed.
+    assert container["resources"]["requests"] == {"cpu": "1000m", "memory": "1280Mi"}
     assert {"name": "TAROT_SANDBOX_POD_BOUNDARY", "value": "1"} in container["env"]
+    # Its executed tests outlive the pod: `tarot sandbox serve` writes them to the termination message.
+    assert {"name": "TAROT_RESULT_FILE", "value": "/dev/termination-log"} in container["env"]
+
+
+REAL_NODE = PodScheduling(
+    node_selector={"tarot.dev/node": "real"},
+    tolerations=({"key": "tarot.dev/real-node", "operator": "Exists", "effect": "NoSchedule"},),
+)
+
+
+def test_pod_scheduling_from_the_environment() -> None:
+    env = {
+        NODE_SELECTOR_ENV: "tarot.dev/node=real,zone=a",
+        TOLERATIONS_ENV: '[{"key": "tarot.dev/real-node", "operator": "Exists", "effect": "NoSchedule"}]',
+    }
+    scheduling = PodScheduling.from_env(env)
+    assert scheduling.node_selector == {"tarot.dev/node": "real", "zone": "a"}
+    assert scheduling.tolerations == REAL_NODE.tolerations
+    assert PodScheduling.from_env({}) == PodScheduling()
+    assert OperatorConfig().pod_scheduling == PodScheduling.from_env()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        (NODE_SELECTOR_ENV, "tarot.dev/node", "is not KEY=VALUE"),
+        (TOLERATIONS_ENV, '{"key": "a"}', "not a JSON list of tolerations"),
+        (TOLERATIONS_ENV, '[{"key": "a", "effect": "Sometimes"}]', "not a JSON list of tolerations"),
+        (TOLERATIONS_ENV, "[{", "not a JSON list of tolerations"),
+    ],
+)
+def test_bad_pod_scheduling_names_the_variable(name: str, value: str, says: str) -> None:
+    with pytest.raises(ValueError, match=f"^{name}: .*{says}"):
+        PodScheduling.from_env({name: value})
+
+
+def test_operator_scheduling_places_every_job_and_the_run_adds_its_own() -> None:
+    gpu = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    run_spec = spec(nodeSelector={"pool": "h100", "tarot.dev/node": "gpu"}, tolerations=[gpu])
+    for ref in (ChildRef(ChildKind.DATA), TRAIN0):
+        pod = stage_job(RUN, ref, run_spec, settings(scheduling=REAL_NODE))["spec"]["template"]["spec"]
+        assert pod["nodeSelector"] == {"tarot.dev/node": "gpu", "pool": "h100"}  # the run's keys win
+        assert pod["tolerations"] == [*REAL_NODE.tolerations, gpu]
+    plain = stage_job(RUN, TRAIN0, spec(), settings())["spec"]["template"]["spec"]
+    assert "nodeSelector" not in plain and "tolerations" not in plain
+
+
+def test_sandbox_pods_follow_the_operator_scheduling_not_the_runs_gpu_placement() -> None:
+    run_spec = spec(nodeSelector={"pool": "h100"})
+    pod = sandbox_deployment(RUN, "r1-sandbox", run_spec, "sbx:1", 1, {}, REAL_NODE)["spec"]["template"][
+        "spec"
+    ]
+    assert pod["nodeSelector"] == {"tarot.dev/node": "real"}
+    assert pod["tolerations"] == list(REAL_NODE.tolerations)
+    unplaced = sandbox_deployment(RUN, "r1-sandbox", run_spec, "sbx:1", 1, {})["spec"]["template"]["spec"]
+    assert "nodeSelector" not in unplaced and "tolerations" not in unplaced
+
+
+def _sandbox_pod(confinement: SandboxConfinement | None = None) -> dict[str, Any]:
+    deployment = sandbox_deployment(RUN, "r1-sandbox", spec(), "sbx:1", 1, {}, None, confinement)
+    return dict(deployment["spec"]["template"]["spec"])
+
+
+def test_sandbox_confinement_chooses_the_seccomp_profile_and_whether_the_pod_is_the_boundary() -> None:
+    boundary = {"name": "TAROT_SANDBOX_POD_BOUNDARY", "value": "1"}
+    default = _sandbox_pod()
+    assert default["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert boundary in default["containers"][0]["env"] and "runtimeClassName" not in default
+    # A profile that allows the helpers' namespaces: the jail, and no fallback to the pod boundary.
+    jailed = _sandbox_pod(SandboxConfinement.from_env({SANDBOX_SECCOMP_ENV: "Unconfined"}))
+    assert jailed["securityContext"]["seccompProfile"] == {"type": "Unconfined"}
+    assert boundary not in jailed["containers"][0]["env"]
+    local = SandboxConfinement.from_env(
+        {SANDBOX_SECCOMP_ENV: "Localhost:profiles/tarot-sandbox.json", SANDBOX_RUNTIME_CLASS_ENV: "gvisor"}
+    )
+    pod = _sandbox_pod(local)
+    assert pod["securityContext"]["seccompProfile"] == {
+        "type": "Localhost",
+        "localhostProfile": "profiles/tarot-sandbox.json",
+    }
+    assert pod["runtimeClassName"] == "gvisor"
+    assert OperatorConfig().sandbox_confinement == SandboxConfinement.from_env()
+
+
+@pytest.mark.parametrize("value", ["Localhost", "Unconfined:x", "runtimedefault", "Strict"])
+def test_a_bad_sandbox_seccomp_profile_names_the_variable(value: str) -> None:
+    with pytest.raises(ValueError, match=f"^{SANDBOX_SECCOMP_ENV}: '{value}' is not RuntimeDefault"):
+        SandboxConfinement.from_env({SANDBOX_SECCOMP_ENV: value})

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Builds Prometheus from its Go module (through the Go module proxy), once, with Kubernetes service
+# discovery: Debian's prometheus package is built without it (kubernetes_sd_configs is an unknown field
+# there), and tests/monitoring/cluster_prometheus.py discovers the cluster's pods as a real
+# kube-prometheus-stack Prometheus does. Build tags keep only the file, http and kubernetes discoveries
+# (Prometheus' own `remove_all_sd` / `enable_kubernetes_sd`), so the other clouds' SDKs are not compiled.
+# Everything lives under $TAROT_CACHE (default ~/.cache/tarot); a second run finds the stamp and returns at
+# once. Prints the bin directory as its last line.
+set -euo pipefail
+
+HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=hack/versions.env
+source "${HACK_DIR}/versions.env"
+
+TAROT_CACHE="${TAROT_CACHE:-${HOME}/.cache/tarot}"
+TOOLS_DIR="${TAROT_CACHE}/prometheus/${PROMETHEUS_VERSION}"
+BIN_DIR="${TOOLS_DIR}/bin"
+STAMP="${BIN_DIR}/.version"
+TAGS="remove_all_sd,enable_kubernetes_sd"
+WANT_STAMP="prometheus=${PROMETHEUS_VERSION} tags=${TAGS}"
+
+log() { echo "[prometheus $(date -u +%H:%M:%S)] $*" >&2; }
+built() { [[ -x "${BIN_DIR}/prometheus" && -f "${STAMP}" && "$(cat "${STAMP}")" == "${WANT_STAMP}" ]]; }
+
+if built && [[ "${1:-}" != "--force" ]]; then
+  echo "${BIN_DIR}"
+  exit 0
+fi
+mkdir -p "${BIN_DIR}"
+exec 9>"${TOOLS_DIR}/.build.lock"
+flock 9
+if built && [[ "${1:-}" != "--force" ]]; then
+  echo "${BIN_DIR}"
+  exit 0
+fi
+
+command -v go >/dev/null || { echo "error: 'go' is not on PATH; install Go >= 1.26" >&2; exit 1; }
+
+# The same private Go workspace as hack/build-cluster-tools.sh (shared modules, e.g. client-go, compile once).
+export GOPATH="${TAROT_CACHE}/go"
+export GOMODCACHE="${GOPATH}/pkg/mod"
+export GOCACHE="${TAROT_CACHE}/go-build"
+export GOFLAGS="-p=${GO_BUILD_JOBS:-$(nproc)} -buildvcs=false"
+export CGO_ENABLED=0
+export GOTOOLCHAIN=local
+export GOBIN="${BIN_DIR}"
+
+# Module v0.3MM.P is Prometheus 3.MM.P (Prometheus tags its Go module v0.x since v2).
+minor="${PROMETHEUS_VERSION#v0.}"; patch="${minor#*.}"; minor="${minor%%.*}"
+RELEASE="$((minor / 100)).$((minor % 100)).${patch}"
+LDFLAGS="-s -w -X github.com/prometheus/common/version.Version=${RELEASE}"
+LDFLAGS+=" -X github.com/prometheus/common/version.Branch=module -X github.com/prometheus/common/version.Revision=${PROMETHEUS_VERSION}"
+
+log "go install github.com/prometheus/prometheus/cmd/prometheus@${PROMETHEUS_VERSION} (Prometheus ${RELEASE}, tags ${TAGS})"
+go install -tags "${TAGS}" -ldflags "${LDFLAGS}" "github.com/prometheus/prometheus/cmd/prometheus@${PROMETHEUS_VERSION}"
+
+"${BIN_DIR}/prometheus" --version | head -1 >&2
+echo "${WANT_STAMP}" > "${STAMP}"
+echo "${BIN_DIR}"
