@@ -71,9 +71,19 @@ def pod_service(
 
         pod = cluster.wait_for("the sandbox pod to be ready", ready, timeout=180)
         assert pod["spec"]["nodeName"] == "real-node-0"
-        yield f"http://{created['spec']['clusterIP']}:{SANDBOX_PORT}"
+        url = f"http://{created['spec']['clusterIP']}:{SANDBOX_PORT}"
+        # A ready pod is not yet a reachable Service: kube-proxy programs the ClusterIP on its own sync.
+        cluster.wait_for(f"the Service {url} to answer", lambda: _answers(f"{url}/healthz"), timeout=60)
+        yield url
     finally:
         cluster.api.delete(f"/api/v1/namespaces/{namespace}")
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 @pytest.mark.parametrize("kind", ["function", "stdin", "drop"])
