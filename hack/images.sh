@@ -159,9 +159,15 @@ build() {
   elif [[ "${name}" == trainer-cpu ]]; then
     base_arg+=(--build-arg TORCH=wheels)
   fi
+  local replaced; replaced="$(buildah inspect --type image --format '{{.FromImageID}}' "${image}" 2>/dev/null || true)"
   log "buildah bud --isolation chroot ${image}"
   buildah bud --quiet --isolation chroot --layers=false "${base_arg[@]}" \
     --build-arg "TAROT_VERSION=${VERSION}" --tag "${image}" --file "${context}/Containerfile" "${context}" >&2
+  # The image the tag named before is untagged now: remove it, or every rebuild keeps its GBs (the trainer's
+  # 5). It stays when a container or another tag still uses it.
+  if [[ -n "${replaced}" && "${replaced}" != "$(buildah inspect --type image --format '{{.FromImageID}}' "${image}")" ]]; then
+    buildah rmi "${replaced}" >/dev/null 2>&1 || true
+  fi
   echo "${image}"
 }
 
