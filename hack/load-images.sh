@@ -52,9 +52,15 @@ load() {
     echo "error: ${image} is not built (make images)" >&2
     exit 1
   }
-  if [[ "$(loaded_config "${image}")" == "${id}" ]]; then
+  local old; old="$(loaded_config "${image}")"
+  if [[ "${old}" == "${id}" ]]; then
     echo "${image} already loaded (unpacked $(unpacked_mb "${image}") MB)"
     return
+  fi
+  if [[ -n "${old}" ]]; then
+    # A rebuilt image replaces it: drop the old one's records (its name and the kubelet's by-ID record) and,
+    # with --sync, its content and snapshots now, or every trainer rebuild keeps 5 GB more.
+    ctr_ images rm --sync "${image}" "${old}" >/dev/null 2>&1 || true
   fi
   mkdir -p "${ARCHIVES}"
   local archive="${ARCHIVES}/$(basename "${image%%:*}").tar"
