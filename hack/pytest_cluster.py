@@ -59,6 +59,18 @@ class Cluster:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr}")
         return result
 
+    def ctr(self, *args: str, check: bool = True) -> str:
+        """`ctr` against the real node's containerd, in the kubelet's namespace (k8s.io); its stdout."""
+        socket = CACHE / "clusters" / self.name / "node" / "containerd.sock"
+        result = subprocess.run(
+            ["ctr", "--address", str(socket), "--namespace", "k8s.io", *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=check,
+        )
+        return result.stdout
+
     def wait_for(
         self, what: str, probe: Callable[[], Any], timeout: float = 60.0, interval: float = 0.2
     ) -> Any:

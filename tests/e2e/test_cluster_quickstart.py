@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 import yaml
 from pod_runner.kube_api import JSON, ApiError
-from pytest_cluster import CACHE, Cluster
+from pytest_cluster import Cluster
 
 from tarot_jobs.lifecycle.results import SandboxServiceResult
 
@@ -85,18 +85,6 @@ def _ready_operator(cluster: Cluster) -> JSON | None:
     return ready[0] if len(ready) == 1 else None
 
 
-def _containerd_tasks(cluster: Cluster) -> set[str]:
-    socket = CACHE / "clusters" / cluster.name / "node" / "containerd.sock"
-    listed = subprocess.run(
-        ["ctr", "--address", str(socket), "--namespace", "k8s.io", "tasks", "ls", "-q"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    return set(listed.stdout.split())
-
-
 def _container_id(pod: JSON) -> str:
     [status] = pod["status"]["containerStatuses"]
     assert status["containerID"].startswith("containerd://"), status
@@ -143,7 +131,7 @@ def test_readme_cluster_quickstart_runs_in_pods_and_the_sandbox_pods_score_it(
     print("\n".join(["images:", *real_node_images]))
     # The operator is a container on the real node, not a local process of the pod runner.
     assert operator_pod["spec"]["nodeName"] == NODE
-    assert _container_id(operator_pod) in _containerd_tasks(cluster)
+    assert _container_id(operator_pod) in cluster.ctr("tasks", "ls", "-q").split()
 
     manifest = yaml.safe_load(EXAMPLE.read_text())
     run_name = manifest["metadata"]["name"]

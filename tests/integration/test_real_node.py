@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from pod_runner.kube_api import JSON
-from pytest_cluster import CACHE, Cluster
+from pytest_cluster import Cluster
 
 pytestmark = pytest.mark.cluster
 
@@ -32,18 +32,6 @@ def _real_node(cluster: Cluster) -> JSON:
         f"cluster {cluster.name} has no real node: see `hack/cluster --name {cluster.name} status`"
     )
     return node
-
-
-def _ctr(cluster: Cluster, *args: str) -> str:
-    socket = CACHE / "clusters" / cluster.name / "node" / "containerd.sock"
-    result = subprocess.run(
-        ["ctr", "--address", str(socket), "--namespace", "k8s.io", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    return result.stdout
 
 
 def _veths() -> set[str]:
@@ -109,7 +97,7 @@ def test_pods_run_as_containers_reach_a_service_by_name_and_leave_nothing(
     assert web["spec"]["nodeName"] == NODE
     assert ipaddress.ip_address(web["status"]["podIP"]) in pod_cidr
     container_id = web["status"]["containerStatuses"][0]["containerID"].removeprefix("containerd://")
-    assert container_id in _ctr(cluster, "tasks", "ls", "-q").split()  # a runc task, not a local process
+    assert container_id in cluster.ctr("tasks", "ls", "-q").split()  # a runc task, not a local process
     cluster.wait_for("web's log", lambda: "serving" in cluster.kubectl("-n", namespace, "logs", "web").stdout)
 
     # busybox's static wget crashes resolving names, so: nslookup (CoreDNS), then nc to the ClusterIP.
@@ -130,7 +118,7 @@ def test_pods_run_as_containers_reach_a_service_by_name_and_leave_nothing(
     cluster.kubectl("-n", namespace, "delete", "pods", "--all", "--wait=true", "--timeout=60s")
     cluster.wait_for("the pods' veths removed", lambda: not (_veths() - veths_before))
     # No runc task (process) is left; the kubelet's container GC drops the stopped records within a minute.
-    cluster.wait_for("no task left", lambda: not ids & set(_ctr(cluster, "tasks", "ls", "-q").split()))
+    cluster.wait_for("no task left", lambda: not ids & set(cluster.ctr("tasks", "ls", "-q").split()))
 
 
 def _statuses(cluster: Cluster, pods: str) -> list[JSON]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -37,7 +36,7 @@ from cluster_prometheus import (
 )
 from live_stack import wait_until
 from pod_runner.kube_api import ApiError
-from pytest_cluster import CACHE, Cluster
+from pytest_cluster import Cluster
 from tarot_operator.config import PodScheduling
 from tarot_operator.jobs import TRAIN_METRICS_PORT, JobSettings, stage_job
 from tarot_operator.sandbox import (
@@ -142,14 +141,7 @@ def _operator(deployment: dict[str, Any], metrics: str) -> dict[str, Any]:
 
 
 def _image_loaded(cluster: Cluster, image: str) -> bool:
-    socket = CACHE / "clusters" / cluster.name / "node" / "containerd.sock"
-    listed = subprocess.run(
-        ["ctr", "--address", str(socket), "--namespace", "k8s.io", "images", "ls", "-q"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    return image in listed.stdout.split()
+    return image in cluster.ctr("images", "ls", "-q", check=False).split()
 
 
 @contextlib.contextmanager
