@@ -2,7 +2,7 @@
 PYTHON ?= python3
 WORKDIR ?= runs/quickstart
 
-.PHONY: install system-packages quickstart lint typecheck test unit cluster-tools chart-tools prometheus-tools
+.PHONY: install system-packages quickstart lint typecheck test unit cluster-tools chart-tools prometheus-tools kueue-tools
 
 install:  ## Install tarot with every extra into the current Python.
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e ".[all]"
@@ -38,6 +38,9 @@ chart-tools:  ## Build kubeconform and the monitoring CRDs' schemas for the char
 prometheus-tools:  ## Build Prometheus with Kubernetes service discovery (Debian's has none) for the cluster tests (once; cached).
 	bash hack/build-prometheus.sh
 
+kueue-tools:  ## Build Kueue's controller manager and fetch its CRDs from its Go module for the Kueue cluster test (once; cached).
+	bash hack/build-kueue.sh
+
 .PHONY: images images-trainer
 images:  ## Build the operator, sandbox and CPU trainer images with buildah (no Docker engine; base and wheels cached).
 	bash hack/images.sh all
@@ -45,5 +48,5 @@ images:  ## Build the operator, sandbox and CPU trainer images with buildah (no 
 images-trainer:  ## Build the trainer image (CUDA torch; large; VLLM_VERSION=x.y.z adds vLLM).
 	bash hack/images.sh build trainer
 
-test: system-packages install lint typecheck cluster-tools chart-tools prometheus-tools  ## Everything CI runs: lint, types, unit, integration and end-to-end tests.
+test: system-packages install lint typecheck cluster-tools chart-tools prometheus-tools kueue-tools  ## Everything CI runs: lint, types, unit, integration and end-to-end tests.
 	$(PYTHON) -m pytest

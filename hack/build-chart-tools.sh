@@ -24,14 +24,8 @@ if [[ -f "${STAMP}" && "$(cat "${STAMP}")" == "${WANT_STAMP}" && -x "${TOOLS_DIR
   exit 0
 fi
 
-command -v go >/dev/null || { echo "error: 'go' is not on PATH; install Go >= 1.24" >&2; exit 1; }
-# The same private Go workspace as build-cluster-tools.sh: shared module and build caches.
-export GOPATH="${TAROT_CACHE}/go"
-export GOMODCACHE="${GOPATH}/pkg/mod"
-export GOCACHE="${TAROT_CACHE}/go-build"
-export GOFLAGS="-buildvcs=false"
-export CGO_ENABLED=0
-export GOTOOLCHAIN=local
+# shellcheck source=hack/go-env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/go-env.sh"
 export GOBIN="${TOOLS_DIR}/bin"
 mkdir -p "${GOBIN}" "${TOOLS_DIR}/crds"
 

@@ -44,15 +44,8 @@ if all_built && [[ "${1:-}" != "--force" ]]; then
   exit 0
 fi
 
-command -v go >/dev/null || { echo "error: 'go' is not on PATH; install Go >= 1.26 (k8s.io/kubernetes ${KUBE_VERSION} needs it)" >&2; exit 1; }
-
-# A private Go workspace: nothing touches the user's GOPATH, and the caches survive between builds.
-export GOPATH="${TAROT_CACHE}/go"
-export GOMODCACHE="${GOPATH}/pkg/mod"
-export GOCACHE="${TAROT_CACHE}/go-build"
-export GOFLAGS="-p=${GO_BUILD_JOBS:-$(nproc)} -buildvcs=false"
-export CGO_ENABLED=0      # static binaries, no C toolchain needed (as the Kubernetes release builds them)
-export GOTOOLCHAIN=local
+# shellcheck source=hack/go-env.sh
+source "${HACK_DIR}/go-env.sh"
 export GOBIN="${BIN_DIR}"
 mkdir -p "${BIN_DIR}" "${SRC_DIR}"
 

@@ -34,15 +34,8 @@ if built && [[ "${1:-}" != "--force" ]]; then
   exit 0
 fi
 
-command -v go >/dev/null || { echo "error: 'go' is not on PATH; install Go >= 1.26" >&2; exit 1; }
-
-# The same private Go workspace as hack/build-cluster-tools.sh (shared modules, e.g. client-go, compile once).
-export GOPATH="${TAROT_CACHE}/go"
-export GOMODCACHE="${GOPATH}/pkg/mod"
-export GOCACHE="${TAROT_CACHE}/go-build"
-export GOFLAGS="-p=${GO_BUILD_JOBS:-$(nproc)} -buildvcs=false"
-export CGO_ENABLED=0
-export GOTOOLCHAIN=local
+# shellcheck source=hack/go-env.sh
+source "${HACK_DIR}/go-env.sh"
 export GOBIN="${BIN_DIR}"
 
 # Module v0.3MM.P is Prometheus 3.MM.P (Prometheus tags its Go module v0.x since v2).

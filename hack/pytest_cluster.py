@@ -4,6 +4,8 @@
 default name, or TAROT_CLUSTER_NAME), or starts a private one for this session and always stops it
 (normal end, failure, Ctrl-C, SIGTERM); private clusters left by a killed session are removed first.
 `namespace` (per test): a fresh namespace, deleted afterwards.
+`real_node_images` (session): tarot's images built and imported into the real node.
+`operator_pod` (session): the operator installed by Helm as a pod on the real node, uninstalled at the end.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ if str(HACK_DIR) not in sys.path:
 from pod_runner.kube_api import JSON, ApiError, KubeApi  # noqa: E402
 
 CLUSTER_SCRIPT = HACK_DIR / "cluster"
+CLUSTER_VALUES = HACK_DIR / "cluster-values.yaml"  # the chart's values for the real node
+OPERATOR_RELEASE, OPERATOR_NAMESPACE = "tarot", "tarot-system"
 CACHE = Path(os.environ.get("TAROT_CACHE", Path.home() / ".cache" / "tarot"))
 PRIVATE_PREFIX = "pytest-"
 
@@ -190,6 +194,47 @@ def real_node_images(cluster: Cluster) -> list[str]:
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     assert len(lines) == 3, result.stdout
     return lines
+
+
+@pytest.fixture(scope="session")
+def operator_pod(cluster: Cluster, real_node_images: list[str]) -> Iterator[JSON]:
+    """`helm install` with hack/cluster-values.yaml; uninstalled afterwards, leaving no pod behind."""
+    helm = str(cluster.kubectl_path.parent / "helm")
+    kubeconfig = ["--kubeconfig", str(cluster.kubeconfig), "-n", OPERATOR_NAMESPACE]
+    install = [
+        *(helm, *kubeconfig, "install", OPERATOR_RELEASE, str(HACK_DIR.parent / "charts" / "tarot")),
+        *("--create-namespace", "-f", str(CLUSTER_VALUES), "--wait", "--timeout", "5m"),
+    ]
+    result = subprocess.run(install, capture_output=True, text=True, timeout=400)
+    if result.returncode != 0:
+        raise AssertionError(f"helm install failed:\n{result.stdout[-3000:]}{result.stderr[-6000:]}")
+    try:
+        yield cluster.wait_for("the operator pod to be ready", lambda: _ready_operator(cluster), timeout=120)
+    finally:
+        uninstall = [helm, *kubeconfig, "uninstall", OPERATOR_RELEASE, "--wait"]
+        subprocess.run(uninstall, capture_output=True, timeout=300)
+
+
+def _ready_operator(cluster: Cluster) -> JSON | None:
+    pods = cluster.api.get(
+        f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/pods",
+        params={"labelSelector": f"app.kubernetes.io/instance={OPERATOR_RELEASE}"},
+    )["items"]
+    ready = [p for p in pods if any(c.get("ready") for c in p["status"].get("containerStatuses") or [])]
+    return ready[0] if len(ready) == 1 else None
+
+
+def container_id(pod: JSON) -> str:
+    """The containerd id of a one-container pod on the real node (fails for a pod runner's process)."""
+    [status] = pod["status"]["containerStatuses"]
+    assert status["containerID"].startswith("containerd://"), status
+    return str(status["containerID"]).removeprefix("containerd://")
+
+
+def terminated_state(pod: JSON) -> JSON | None:
+    """The `terminated` state of a one-container pod's container (exit code, message), once it ended."""
+    statuses = pod["status"].get("containerStatuses") or []
+    return statuses[0]["state"].get("terminated") if statuses else None
 
 
 @pytest.fixture

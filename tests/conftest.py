@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 REQUIRE_REFERENCE_DATA = "TAROT_REQUIRE_REFERENCE_DATA"
 sys.path.insert(0, str(REPO / "hack"))
 
-from pytest_cluster import cluster, namespace, real_node_images  # noqa: E402, F401
+from pytest_cluster import cluster, namespace, operator_pod, real_node_images  # noqa: E402, F401
 
 
 def _reference_data_candidates() -> list[Path]:

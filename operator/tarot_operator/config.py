@@ -33,6 +33,9 @@ def _tarot_version() -> str:
 
 DEFAULT_TRAINER_IMAGE = f"ghcr.io/tarot-dev/tarot-trainer:{_tarot_version()}"
 DEFAULT_SANDBOX_IMAGE = f"ghcr.io/tarot-dev/tarot-sandbox:{_tarot_version()}"
+# The vLLM server runs `trl vllm-serve`: the trainer image holds trl, and vLLM when built with VLLM_VERSION,
+# which the train Jobs of a vLLM run need as well.
+DEFAULT_VLLM_SERVER_IMAGE = DEFAULT_TRAINER_IMAGE
 # The stage commands' --model-cache: on the run's own volume unless the operator is told otherwise.
 DEFAULT_MODEL_CACHE = "/workspace/models"
 
@@ -175,6 +178,7 @@ class OperatorConfig:
     health_port: int = 8081
     trainer_image: str = DEFAULT_TRAINER_IMAGE
     sandbox_image: str = DEFAULT_SANDBOX_IMAGE
+    vllm_server_image: str = DEFAULT_VLLM_SERVER_IMAGE
     job_sandbox: JobSandbox = JobSandbox.SERVICE
     pod_labels: dict[str, str] = field(default_factory=dict)
     model_cache: str = DEFAULT_MODEL_CACHE

@@ -19,7 +19,7 @@ import contextlib
 import copy
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
@@ -67,6 +67,8 @@ class OperatorState:
         return self.runs.setdefault(key, RunMemory())
 
     def wake(self, key: RunKey) -> None:
+        """Wake the run's reconcile loop, if it has one. Only on the event loop: asyncio.Event is not
+        thread-safe (set from another thread, the loop may not see it until something else wakes it)."""
         memory = self.runs.get(key)
         if memory is not None:
             memory.wake.set()
@@ -107,36 +109,38 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:
     # -- indexes: small summaries of the children, keyed by their run ---------------------------
 
     @kopf.index("batch", "v1", "jobs", id="tarot_jobs", labels=MANAGED, registry=registry)
-    def tarot_jobs(**kwargs: Any) -> Any:
-        summary = summarize_job(dict(kwargs["body"]))
-        return None if summary is None else {_run_key(kwargs): summary}
+    def tarot_jobs(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> Any:
+        summary = summarize_job(dict(body))
+        return None if summary is None else {_run_key(namespace, labels): summary}
 
     @kopf.index("", "v1", "pods", id="tarot_pods", labels=MANAGED, registry=registry)
-    def tarot_pods(**kwargs: Any) -> Any:
-        summary = summarize_pod(dict(kwargs["body"]))
-        return None if summary is None else {_run_key(kwargs): summary}
+    def tarot_pods(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> Any:
+        summary = summarize_pod(dict(body))
+        return None if summary is None else {_run_key(namespace, labels): summary}
 
     sandboxes: dict[str, str | MetaFilterToken] = {**MANAGED, "app.kubernetes.io/component": "sandbox"}
 
     @kopf.index("apps", "v1", "deployments", id="tarot_sandboxes", labels=sandboxes, registry=registry)
-    def tarot_sandboxes(**kwargs: Any) -> Any:
-        return {_run_key(kwargs): summarize_deployment(dict(kwargs["body"]))}
+    def tarot_sandboxes(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> Any:
+        return {_run_key(namespace, labels): summarize_deployment(dict(body))}
 
     # -- wake-ups ----------------------------------------------------------------------------
+    # `async def`: kopf awaits these on the event loop, where asyncio.Event.set() must be called
+    # (a plain `def` would run in kopf's thread pool, and asyncio is not thread-safe).
 
     @kopf.on.event("batch", "v1", "jobs", id="job-changed", labels=MANAGED, registry=registry)
     @kopf.on.event("apps", "v1", "deployments", id="sandbox-changed", labels=sandboxes, registry=registry)
-    def child_changed(**kwargs: Any) -> None:
-        state.wake(_run_key(kwargs))
+    async def child_changed(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+        state.wake(_run_key(namespace, labels))
 
     @kopf.on.event("", "v1", "pods", id="pod-changed", labels=MANAGED, registry=registry)
-    def pod_changed(**kwargs: Any) -> None:
-        if kwargs["status"].get("phase") in ("Succeeded", "Failed"):  # a result or a failure to read
-            state.wake(_run_key(kwargs))
+    async def pod_changed(namespace: str | None, labels: kopf.Labels, status: kopf.Status, **_: Any) -> None:
+        if status.get("phase") in ("Succeeded", "Failed"):  # a result or a failure to read
+            state.wake(_run_key(namespace, labels))
 
     @kopf.on.event(GROUP, VERSION, PLURAL, id="run-changed", registry=registry)
-    def run_changed(**kwargs: Any) -> None:
-        state.wake((kwargs["namespace"], kwargs["name"]))
+    async def run_changed(namespace: str | None, name: str, **_: Any) -> None:
+        state.wake((namespace or "", name))
 
     # -- the reconcile loop of one run --------------------------------------------------------
 
@@ -211,8 +215,9 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:
     return registry
 
 
-def _run_key(kwargs: dict[str, Any]) -> RunKey:
-    return (kwargs["namespace"], kwargs["labels"][RUN_LABEL])
+def _run_key(namespace: str | None, labels: Mapping[str, str]) -> RunKey:
+    # kopf's `namespace` is None only for cluster-scoped objects; every resource watched here is namespaced.
+    return (namespace or "", labels[RUN_LABEL])
 
 
 async def _tell(state: OperatorState, run: dict[str, Any], memory: RunMemory, message: str) -> None:

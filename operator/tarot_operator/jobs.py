@@ -42,6 +42,9 @@ EXIT_BAD_INPUT = 2  # the CLI's convention: the input (spec, data, options) is a
 TERMINATION_LOG = "/dev/termination-log"
 TOKEN_MOUNT = "/var/run/tarot/progress"
 RENDEZVOUS_PORT = 29400  # torchrun's c10d default, as Kubeflow Trainer sets PET_MASTER_PORT
+# How long a rank waits for the others to meet (torchrun's static rendezvous; its default, made explicit):
+# a peer that never comes fails the pod with a timeout that names the master's address, not a hang.
+RENDEZVOUS_TIMEOUT_S = 600
 # `tarot train --metrics-port`: the trainer's /metrics, on a container port named "metrics" (the chart's
 # PodMonitor scrapes ports named "metrics" and "http"). The process of rank 0 serves it (docs/monitoring.md).
 TRAIN_METRICS_PORT = 8090
@@ -112,7 +115,8 @@ def _multi_node(spec: TarotRunSpec, ref: ChildRef) -> bool:
 
 
 def _distributed(spec: TarotRunSpec, ref: ChildRef) -> bool:
-    return ref.kind is ChildKind.TRAIN and (spec.resources.nodes > 1 or spec.resources.gpus > 1)
+    """A train phase of more than one process: launched by torchrun (gloo on CPU, NCCL on GPUs)."""
+    return ref.kind is ChildKind.TRAIN and spec.training_processes() > 1
 
 
 def rendezvous_env(spec: TarotRunSpec, job_name: str) -> list[JSON]:
@@ -120,7 +124,8 @@ def rendezvous_env(spec: TarotRunSpec, job_name: str) -> list[JSON]:
     nodes = spec.resources.nodes
     env: list[JSON] = [
         {"name": "PET_NNODES", "value": str(nodes)},
-        {"name": "PET_NPROC_PER_NODE", "value": str(max(spec.resources.gpus, 1))},
+        {"name": "PET_NPROC_PER_NODE", "value": str(spec.resources.node_processes())},
+        {"name": "PET_RDZV_CONF", "value": f"timeout={RENDEZVOUS_TIMEOUT_S}"},
     ]
     if nodes > 1:
         index = f"metadata.annotations['{JOB_INDEX_ANNOTATION}']"
@@ -245,7 +250,9 @@ def stage_job(run: JSON, ref: ChildRef, spec: TarotRunSpec, settings: JobSetting
 
     job_spec: JSON = {
         "suspend": settings.suspend,
-        "backoffLimit": spec.training.max_retries,
+        # One rank's failure fails every rank of a multi-node phase (their collectives break), and the Job
+        # counts each failed pod: maxRetries counts such group restarts.
+        "backoffLimit": spec.training.max_retries * (spec.resources.nodes if _multi_node(spec, ref) else 1),
         "podFailurePolicy": {
             "rules": [
                 {

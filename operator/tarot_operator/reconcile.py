@@ -27,6 +27,12 @@ from . import metrics
 from .access import progress_account, progress_role, progress_role_binding
 from .config import JobSandbox, OperatorConfig
 from .events import run_event
+from .generation import (
+    GENERATION_SERVER,
+    generation_server_deployment,
+    generation_server_service,
+    generation_server_url,
+)
 from .jobs import JobSettings, needs_rendezvous_service, rendezvous_service, stage_job
 from .kube import ApiError, Kube, collection_path
 from .names import GROUP, JSON, PLURAL, VERSION, child_name
@@ -37,6 +43,9 @@ from .sandbox import sandbox_deployment, sandbox_network_policy, sandbox_service
 from .workspace import run_config, workspace_claim
 
 log = logging.getLogger(__name__)
+
+# Children that are services (created here, observed or not), not stage Jobs.
+SERVICE_KINDS = (ChildKind.WORKSPACE, ChildKind.SANDBOX, ChildKind.GENERATION_SERVER)
 
 _RESOURCES = {
     "PersistentVolumeClaim": ("v1", "persistentvolumeclaims"),
@@ -70,6 +79,9 @@ class RunMemory:
     ensured: set[str] = field(default_factory=set)  # "Kind/name" created or found to exist
     config_data: dict[str, str] | None = None  # the ConfigMap data last written
     sandbox_stopped: bool = False
+    # The vLLM server's Deployment: True once made sure it runs (1 replica), False once scaled to 0,
+    # None when this process does not know (no index watches it; see _stop_generation_server).
+    generation_server: bool | None = None
     last_error: str | None = None  # the last reconcile error told to the run as an Event
     # The run as the last status patch returned it, and the resourceVersion it replaced: until the
     # watch delivers a newer version, the live body is older than what this process wrote.
@@ -155,13 +167,17 @@ class Reconciler:
                 services.append(self._ensure_config(memory, run, spec, plan.status))
             elif ref.kind is ChildKind.SANDBOX:
                 services.append(self._ensure_sandbox(memory, run, spec, ref))
+            elif ref.kind is ChildKind.GENERATION_SERVER:
+                services.append(self._ensure_generation_server(memory, run, spec))
         await asyncio.gather(*services)
         # Jobs only after the ConfigMap holds what they read (a train pod needs policy.json at start).
         for ref in plan.children:
-            if ref.kind not in (ChildKind.WORKSPACE, ChildKind.SANDBOX) and ref not in jobs:
+            if ref.kind not in SERVICE_KINDS and ref not in jobs:
                 await self._create_job(memory, run, spec, plan, ref)
         if ChildRef(ChildKind.SANDBOX) not in plan.children:
             await self._stop_sandbox(memory, run, deployment)
+        if GENERATION_SERVER not in plan.children:
+            await self._stop_generation_server(memory, run, spec, plan.status)
 
     async def _ensure_sandbox(self, memory: RunMemory, run: JSON, spec: TarotRunSpec, ref: ChildRef) -> None:
         name = child_name(run["metadata"]["name"], ref)
@@ -193,6 +209,53 @@ class Reconciler:
         path = object_path("Deployment", run["metadata"]["namespace"], deployment.name)
         await self._ignore_missing(self.kube.merge_patch(path, {"spec": {"replicas": 0}}))
         memory.sandbox_stopped = True
+
+    async def _ensure_generation_server(self, memory: RunMemory, run: JSON, spec: TarotRunSpec) -> None:
+        """The vLLM server with one replica: created, or scaled back up (after a suspension, or found by a
+        restarted operator in either state)."""
+        server = spec.training.generation_server()
+        assert server is not None  # the planner lists the server only for generation vllm-server
+        name = child_name(run["metadata"]["name"], GENERATION_SERVER)
+        await self._ensure(memory, run, generation_server_service(run, name, server))
+        if memory.generation_server:
+            return
+        namespace = run["metadata"]["namespace"]
+        deployment = generation_server_deployment(
+            run,
+            name,
+            spec,
+            server,
+            spec.images.vllm_server or self.config.vllm_server_image,
+            self.config.pod_labels,
+            self.config.pod_scheduling,
+        )
+        try:
+            await self.kube.create(object_path("Deployment", namespace), deployment)
+            log.info("created the vLLM server %s/%s", namespace, name)
+        except ApiError as err:
+            if err.status != 409:
+                raise
+            await self.kube.merge_patch(object_path("Deployment", namespace, name), {"spec": {"replicas": 1}})
+        memory.generation_server = True
+
+    async def _stop_generation_server(
+        self, memory: RunMemory, run: JSON, spec: TarotRunSpec, status: JSON
+    ) -> None:
+        """No train step needs the vLLM server (training is over, or the run failed or is suspended): scale it
+        to zero so that its GPUs go back; it is kept, like the sandbox, until the run is deleted.
+
+        No index watches it, so a process that has not seen it yet stops it once training has started
+        (a 404 when it never existed is ignored): a restarted operator never leaves GPUs held."""
+        server = spec.training.generation_server()
+        if memory.generation_server is False or server is None or server.url is not None:
+            return
+        phases = (status.get("curriculum") or {}).get("phases") or []
+        if memory.generation_server is None and not (phases and phases[0].get("startTime")):
+            return  # training has not started: nothing to stop
+        name = child_name(run["metadata"]["name"], GENERATION_SERVER)
+        path = object_path("Deployment", run["metadata"]["namespace"], name)
+        await self._ignore_missing(self.kube.merge_patch(path, {"spec": {"replicas": 0}}))
+        memory.generation_server = False
 
     async def _create_job(
         self, memory: RunMemory, run: JSON, spec: TarotRunSpec, plan: Plan, ref: ChildRef
@@ -242,10 +305,15 @@ class Reconciler:
         if self.config.job_sandbox is JobSandbox.SERVICE:
             sandbox = child_name(run["metadata"]["name"], ChildRef(ChildKind.SANDBOX))
             url = sandbox_url(sandbox, run["metadata"]["namespace"])
+        server = spec.training.generation_server()
+        server_url = None
+        if server is not None and server.url is None:
+            name = child_name(run["metadata"]["name"], GENERATION_SERVER)
+            server_url = generation_server_url(name, run["metadata"]["namespace"], server.port)
         policy = None
         if status.get("policy") is not None:
             policy = json.dumps(planner.selection(spec, status).model_dump(mode="json"))
-        config = run_config(run, spec_yaml(spec, url), policy)
+        config = run_config(run, spec_yaml(spec, url, server_url), policy)
         if memory.config_data == config["data"]:
             return
         namespace, name = run["metadata"]["namespace"], config["metadata"]["name"]

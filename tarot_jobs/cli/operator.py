@@ -56,6 +56,14 @@ def run_command(
         str | None,
         typer.Option(envvar="TAROT_SANDBOX_IMAGE", help="Image of the sandbox (spec.images.sandbox wins)."),
     ] = None,
+    vllm_server_image: Annotated[
+        str | None,
+        typer.Option(
+            envvar="TAROT_VLLM_SERVER_IMAGE",
+            help="Image of a run's vLLM server, training.generation vllm-server (spec.images.vllmServer "
+            "wins; default: the trainer image).",
+        ),
+    ] = None,
     job_sandbox: Annotated[
         str,
         typer.Option(
@@ -101,6 +109,7 @@ def run_command(
         health_port=health_port,
         trainer_image=trainer_image or defaults.trainer_image,
         sandbox_image=sandbox_image or defaults.sandbox_image,
+        vllm_server_image=vllm_server_image or trainer_image or defaults.vllm_server_image,
         job_sandbox=mode,
         pod_labels=_labels(pod_label or []),
         model_cache=model_cache or DEFAULT_MODEL_CACHE,

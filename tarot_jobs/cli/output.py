@@ -30,14 +30,13 @@ from rich.console import Console
 from rich.text import Text
 
 from tarot_jobs.curriculum.portfolio import UnknownPolicyError
+from tarot_jobs.lifecycle.results import RESULT_FILE_VARIABLE
 from tarot_jobs.pipeline.errors import StageError
 from tarot_jobs.pipeline.progress import Reporter
 from tarot_jobs.problems.errors import ProblemDataError
 from tarot_jobs.sandbox.types import SandboxUnavailable
 from tarot_jobs.spec.model import SpecError
 
-# The file a stage writes its result to (a pod sets /dev/termination-log, terminationMessagePolicy File).
-RESULT_FILE_VARIABLE = "TAROT_RESULT_FILE"
 # The kubelet keeps at most 4096 bytes of a termination message.
 RESULT_LIMIT_BYTES = 4096
 

@@ -44,6 +44,7 @@ def train_result(summary: Mapping[str, Any]) -> TrainResult:
             "reward_per_tier": _present(summary.get("mean_tier_pass_rate") or {}),
             "checkpoint": summary.get("final"),
             "sandbox": summary.get("sandbox"),
+            "world_size": summary.get("world_size"),
         }
     )
 

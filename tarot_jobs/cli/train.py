@@ -1,10 +1,11 @@
 """`tarot train SPEC --phase I --out DIR [--resume]`: one curriculum phase of GRPO training.
 
-Multi-GPU: run the same command under accelerate, one process per GPU, e.g.
+Several processes (GPUs, or CPU processes with gloo): run the same command under torchrun, e.g.
 
-    accelerate launch --num_processes 8 $(which tarot) train spec.yaml --phase 0 --out /ckpt
+    torchrun --nproc-per-node 8 --no-python tarot train spec.yaml --phase 0 --out /ckpt
 
-(`resources.gpus` in the spec must match: it sizes the generation batch.)
+(the spec's world size, `resources.processesPerNode` x `resources.nodes`, must match: it sizes the
+generation batch). `tarot run` and the operator launch it so when the world size is above 1.
 """
 
 from __future__ import annotations
@@ -64,7 +65,12 @@ def train_command(
             steps = plans[phase].steps if phase < len(plans) else 0
             with step_progress(report, label, steps, report_progress) as on_step:
                 summary = train_phase(request, sandbox, on_step=on_step, say=report.log)
-    write_result(train_result(summary))
+    from tarot_jobs.pipeline.training import ranks
+
+    if ranks.is_local_main_process():  # a pod's processes share its result file: one writes it
+        write_result(train_result(summary))
+    if not ranks.is_main_process():
+        return
     reward = summary["mean_reward"]
     stdout.print(
         f"phase {phase} done at run step {summary['global_step']}, mean reward "

@@ -5,6 +5,7 @@ executor maps its children to local work:
 
     WORKSPACE         the workdir
     SANDBOX           the in-process sandbox helpers (or spec.sandbox.url)
+    GENERATION_SERVER refused: `tarot run` starts no vLLM server (training.vllmServer.url names one)
     DATA, PROBE       the data and probe stages (the functions of `tarot data prepare`, `tarot probe`)
     TRAIN(i)          training phase i (`tarot train --phase i`), resuming its newest checkpoint
     EVALUATE_*        evaluation of the base and the final model (`tarot evaluate`)
@@ -30,6 +31,9 @@ is reopened by a rerun and retries the step that failed.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -41,6 +45,7 @@ from pydantic import ValidationError
 from tarot_jobs.atomic import write_json_atomically
 from tarot_jobs.curriculum.selection import Selection
 from tarot_jobs.lifecycle import planner
+from tarot_jobs.lifecycle.results import RESULT_FILE_VARIABLE
 from tarot_jobs.lifecycle.types import ChildKind, ChildRef, ChildState, ObservedChild, Plan
 from tarot_jobs.pipeline.context import base_model, open_sandbox
 from tarot_jobs.pipeline.errors import StageError
@@ -56,11 +61,15 @@ from tarot_jobs.pipeline.stages.evaluate import (
 from tarot_jobs.pipeline.stages.probe import CAPABILITY_FILE, probe_complete, run_probe
 from tarot_jobs.pipeline.stages.report import REPORT_MD, build_report, write_report
 from tarot_jobs.pipeline.stages.select import POLICY_FILE, read_policy, write_policy
+from tarot_jobs.pipeline.stages.train import NO_GENERATION_SERVER
 from tarot_jobs.sandbox.types import SandboxBackend, SandboxUnavailable
 from tarot_jobs.spec.model import TarotRunSpec, load_spec
 from tarot_jobs.spec.status import FAILED, FINAL_PHASES, TarotRunStatus
 
 SPEC_COPY = "spec.json"
+PROCESSES_LOG = "processes.log"  # a multi-process phase's torchrun output, in its phase directory
+PROCESSES_LOG_TAIL = 30  # lines of it a failure quotes
+STEPS_POLL_S = 1.0
 STATUS_FILE = "status.json"
 TIMINGS_FILE = "timings.json"
 T = TypeVar("T")
@@ -95,7 +104,7 @@ def run_pipeline(
     load_extra_problems(spec)
     timings = _read_timings(wd)
     with open_sandbox(spec) as sandbox:
-        stages = LocalStages(spec, wd, reporter, sandbox, timings, model_cache or wd.models)
+        stages = LocalStages(spec_file, spec, wd, reporter, sandbox, timings, model_cache or wd.models)
         LocalExecutor(spec, wd, reporter, stages).run()
     return _report(spec_file, spec, wd, reporter, timings, tiny=spec.model.name == "tiny")
 
@@ -178,6 +187,10 @@ class LocalExecutor:
             return None
         if kind is ChildKind.SANDBOX:
             return None  # opened around the whole run (run_pipeline); it serves from the start
+        if kind is ChildKind.GENERATION_SERVER:
+            # run_pipeline refuses such a spec before anything runs (check_training_options); this
+            # executor never pretends to have started a server.
+            raise StageError(NO_GENERATION_SERVER)
         if kind is ChildKind.DATA:
             return self.stages.data()
         if kind is ChildKind.PROBE:
@@ -229,6 +242,7 @@ class LocalStages:
 
     def __init__(
         self,
+        spec_file: Path,
         spec: TarotRunSpec,
         wd: Workdir,
         reporter: Reporter,
@@ -236,6 +250,7 @@ class LocalStages:
         timings: dict[str, float],
         model_cache: Path,
     ) -> None:
+        self.spec_file = spec_file  # claim_workdir made sure it still holds `spec`
         self.spec, self.wd, self.reporter, self.sandbox = spec, wd, reporter, sandbox
         self.timings, self.model_cache = timings, model_cache
         self._data: RunData | None = None
@@ -317,7 +332,51 @@ class LocalStages:
         plans = plan_for(request)
         label = phase_label(index, len(plans), plans[index].tiers)
         with step_progress(self.reporter, label, plans[index].steps, on_step) as advance:
-            train_phase(request, self.sandbox, on_step=advance, say=self.reporter.log)
+            if self.spec.training_processes() > 1:
+                self._train_processes(index, advance)
+            else:
+                train_phase(request, self.sandbox, on_step=advance, say=self.reporter.log)
+
+    def _train_processes(self, index: int, advance: Callable[[dict[str, Any]], None]) -> None:
+        """Phase `index` as the spec's world size of `tarot train` processes under torchrun, all on this
+        machine (gloo on CPU, NCCL on GPUs: accelerate picks). Their log goes to a file; the steps the
+        main process records (steps.jsonl) drive the progress display and status.json meanwhile."""
+        from tarot_jobs.pipeline.stages.train import phase_dir
+        from tarot_jobs.pipeline.training.steplog import STEPS_FILE, read_jsonl
+
+        world = self.spec.training_processes()
+        run_dir = phase_dir(self.wd.train, index)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log_path, steps_path = run_dir / PROCESSES_LOG, run_dir / STEPS_FILE
+        # python -m tarot_jobs.cli: the same install as this process, whatever PATH says.
+        command = [
+            *(sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}"),
+            *("-m", "tarot_jobs.cli", "train", str(self.spec_file), "--phase", str(index), "--resume"),
+            *("--out", str(self.wd.train), "--policy", str(self.wd.policy), "--data", str(self.wd.data)),
+            *("--model-cache", str(self.model_cache)),
+        ]
+        env = {name: value for name, value in os.environ.items() if name != RESULT_FILE_VARIABLE}
+        self.reporter.log(f"train-{index}: {world} processes (torchrun), their log in {log_path}")
+        shown = max((r["step"] for r in read_jsonl(steps_path)), default=0)
+        with (
+            log_path.open("ab") as log,
+            subprocess.Popen(command, stdout=log, stderr=log, env=env) as workers,
+        ):
+            while True:
+                finished = workers.poll() is not None  # read the steps once more after the end
+                for record in read_jsonl(steps_path):
+                    if record["step"] > shown:
+                        shown = record["step"]
+                        advance(record)
+                if finished:
+                    break
+                time.sleep(STEPS_POLL_S)
+        if workers.returncode != 0:
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-PROCESSES_LOG_TAIL:])
+            raise StageError(
+                f"train phase {index}: the {world} training processes failed (torchrun exit "
+                f"{workers.returncode}); the end of {log_path}:\n{tail}"
+            )
 
     def _write_policy(self, selection: Selection) -> None:
         """policy.json, the planner's selection as the train stage and the report read it."""

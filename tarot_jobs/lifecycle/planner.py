@@ -33,17 +33,24 @@ a re-probe is a probe step between train steps.
 
 Contract with the executors:
 - `Plan.children` are the children that should exist now: WORKSPACE, SANDBOX
-  (unless spec.sandbox.url names an external one) and the current step's
-  child. Create the missing ones, deterministically named `<run>-<ref.suffix()>`,
-  never one twice. A child whose result is already in the status is not
-  listed and must not be recreated; an executor may keep it (a finished Job,
-  for its logs) or delete it (the sandbox of a finished run).
+  (unless spec.sandbox.url names an external one), GENERATION_SERVER while a
+  train step is current (training.generation vllm-server without a
+  vllmServer.url; not while suspended) and the current step's child. Create
+  the missing ones, deterministically named `<run>-<ref.suffix()>`, never one
+  twice. A child whose result is already in the status is not listed and must
+  not be recreated; an executor may keep it (a finished Job, for its logs) or
+  delete it (the sandbox of a finished run). A service no longer listed should
+  stop: the generation server holds GPUs, so it goes once the last phase has
+  trained (or the run ends or is suspended).
+- TRAIN does not wait for GENERATION_SERVER: both start together, and trl's
+  client waits for the server's /health (training.vllmServer.timeoutSeconds).
 - A listed child that is not in `Plan.suspend` should run: an executor
   resumes a child it suspended itself, but never one that Kueue holds.
 - DATA waits until the SANDBOX child is observed ready (Running): the data
   check runs gold solutions in it.
-- A child observed FAILED (retries used up, or a bad-input exit) fails the
-  run; its `failure` "Reason: message" becomes the Failed condition.
+- A child observed FAILED (retries used up, or a bad-input exit; a service
+  that cannot run, such as GENERATION_SERVER locally) fails the run; its
+  `failure` "Reason: message" becomes the Failed condition.
 - Progress of the running TRAIN(i) comes from status.curriculum.live (patched
   by the train Job) or ObservedChild.progress (same shape, LiveProgress); the
   planner keeps `live` as it found it and folds it into phases[i], progress,
@@ -100,6 +107,7 @@ from tarot_jobs.spec.status import (
 
 WORKSPACE = ChildRef(ChildKind.WORKSPACE)
 SANDBOX = ChildRef(ChildKind.SANDBOX)
+GENERATION_SERVER = ChildRef(ChildKind.GENERATION_SERVER)
 DATA = ChildRef(ChildKind.DATA)
 PROBE = ChildRef(ChildKind.PROBE)
 EVALUATE_BEFORE = ChildRef(ChildKind.EVALUATE_BEFORE)
@@ -249,8 +257,11 @@ class _Planning:
         if self.spec.suspend:
             return self._suspended(step.child, base)
         self._set_phase(step.phase)
-        children = base + ([step.child] if self._ready(step.child) else [])
-        if step.child.kind is ChildKind.TRAIN:
+        training = step.child.kind is ChildKind.TRAIN
+        # The generation server is created before the phase Job (executors create in list order).
+        server = [GENERATION_SERVER] if training and self._needs_generation_server() else []
+        children = base + server + ([step.child] if self._ready(step.child) else [])
+        if training:
             self._start_phase(_index(step.child))
         else:
             st.eta = None  # the ETA covers training; evaluation time is not predicted
@@ -285,10 +296,15 @@ class _Planning:
             return None
 
     def _check_services(self) -> None:
-        for ref in (WORKSPACE, SANDBOX):
+        for ref in (WORKSPACE, SANDBOX, GENERATION_SERVER):
             seen = self.observed.get(ref)
             if seen is not None and seen.state is ChildState.FAILED:
                 raise _child_failure(ref, seen, self._what(ref))
+
+    def _needs_generation_server(self) -> bool:
+        """vllm-server generation with no external server (vllmServer.url): the run starts its own."""
+        server = self.spec.training.generation_server()
+        return server is not None and server.url is None
 
     def _ready(self, child: ChildRef) -> bool:
         """DATA starts once the sandbox serves (its check runs gold solutions); later Jobs need no gate."""
@@ -364,6 +380,7 @@ class _Planning:
         phase.mean_reward = result.mean_reward
         phase.reward_per_tier = result.reward_per_tier
         phase.sandbox = result.sandbox
+        phase.world_size = result.world_size
         phase.start_time = phase.start_time or self.now
         phase.finish_time = self.now
         if result.mean_reward is not None:
@@ -591,6 +608,7 @@ class _Planning:
 _WHAT = {
     ChildKind.WORKSPACE: "the workspace",
     ChildKind.SANDBOX: "the sandbox",
+    ChildKind.GENERATION_SERVER: "the vLLM generation server",
     ChildKind.DATA: "the data stage",
     ChildKind.PROBE: "the capability probe",
     ChildKind.EVALUATE_BEFORE: "the evaluation of the base model",
@@ -599,6 +617,7 @@ _WHAT = {
 _DEFAULT_FAILURE_REASONS = {
     ChildKind.WORKSPACE: "WorkspaceFailed",
     ChildKind.SANDBOX: "SandboxFailed",
+    ChildKind.GENERATION_SERVER: "GenerationServerFailed",
     ChildKind.DATA: "DataFailed",
     ChildKind.PROBE: "ProbeFailed",
     ChildKind.TRAIN: "TrainingFailed",

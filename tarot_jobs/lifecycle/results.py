@@ -15,6 +15,9 @@ from pydantic import Field
 
 from tarot_jobs.spec.status import PassAtOne, SandboxUsage, StatusModel, TierValues
 
+# The file a stage writes its result to (a pod sets /dev/termination-log, terminationMessagePolicy File).
+RESULT_FILE_VARIABLE = "TAROT_RESULT_FILE"
+
 Count = Annotated[int, Field(ge=0)]
 
 
@@ -39,6 +42,7 @@ class TrainResult(StatusModel):
     reward_per_tier: TierValues = Field(default_factory=TierValues)
     checkpoint: str | None = Field(default=None, max_length=1024)
     sandbox: SandboxUsage | None = None  # None: a result from a trainer that did not report it
+    world_size: Count | None = None  # the processes that trained the phase (None: not reported)
 
 
 class EvaluateResult(StatusModel):

@@ -25,6 +25,8 @@ class ChildKind(StrEnum):
 
     WORKSPACE = "workspace"  # the volume every Job shares (a PVC; the workdir locally)
     SANDBOX = "sandbox"  # the sandbox service (Deployment + Service + NetworkPolicy; in-process locally)
+    # The vLLM server of training.generation vllm-server (Deployment + Service); none locally.
+    GENERATION_SERVER = "generation-server"
     DATA = "data"  # load, split and check the problems
     PROBE = "probe"  # capability probe of the base model
     TRAIN = "train"  # one curriculum phase (index = phase number)

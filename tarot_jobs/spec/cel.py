@@ -20,7 +20,7 @@ from __future__ import annotations
 from tarot_jobs.curriculum.policy import BOUNDARY_SLACK
 from tarot_jobs.curriculum.portfolio import PORTFOLIO
 from tarot_jobs.problems.model import ALL_TIERS
-from tarot_jobs.spec.model import MAX_RUN_NAME, RANDOM_POLICY
+from tarot_jobs.spec.model import BUILT_MODELS, MAX_RUN_NAME, RANDOM_POLICY, VLLM_SERVER
 from tarot_jobs.spec.openapi import JSON, Extras, Rule, cel_list, cel_string
 
 TIERS: list[str] = [t.value for t in ALL_TIERS]
@@ -94,8 +94,13 @@ def _allows_each(needs: tuple[tuple[str, ...], ...]) -> str:
     )
 
 
+# ResourcesSpec.node_processes() x nodes: the phase's world size.
+_NODE_PROCESSES = (
+    "(has(self.resources.processesPerNode) ? self.resources.processesPerNode"
+    " : (self.resources.gpus > 0 ? self.resources.gpus : 1))"
+)
 _BATCH = (
-    "self.training.perDeviceTrainBatchSize * (self.resources.gpus > 0 ? self.resources.gpus : 1)"
+    f"self.training.perDeviceTrainBatchSize * {_NODE_PROCESSES}"
     " * self.resources.nodes * self.training.gradientAccumulationSteps"
 )
 
@@ -115,7 +120,7 @@ SPEC_RULES: list[Rule] = [
     Rule(
         rule=f"({_BATCH}) % self.training.numGenerations == 0",
         message="numGenerations must divide the generation batch perDeviceTrainBatchSize x processes "
-        "(GPUs or 1, x nodes) x gradientAccumulationSteps (trl needs whole prompt groups)",
+        "(per node x nodes) x gradientAccumulationSteps (trl needs whole prompt groups)",
         field_path=".training.numGenerations",
     ),
     # phase_tier_problems, custom phases
@@ -124,6 +129,16 @@ SPEC_RULES: list[Rule] = [
         "self.curriculum.phases.all(p, p.tiers.exists(t, t in self.tiers))",
         message="phases[].tiers: every phase must allow at least one of the tiers in spec.tiers",
         field_path=".curriculum.phases",
+    ),
+    # TarotRunSpec._server_loads_the_model
+    Rule(
+        rule=f"self.training.generation != '{VLLM_SERVER}' || "
+        "(has(self.training.vllmServer) && has(self.training.vllmServer.url)) || "
+        f"!(self.model.name in {cel_list(list(BUILT_MODELS))} || self.model.name.endsWith('.gguf'))",
+        message=f"generation: with {VLLM_SERVER} the operator starts a vLLM server that loads model.name "
+        "itself, and the models tarot builds on the run's volume (tiny, smollm2-135m, .gguf) are not there; "
+        "use a hub model id, generation vllm-colocate, or set vllmServer.url to a server you started",
+        field_path=".training.generation",
     ),
 ]
 
@@ -181,6 +196,29 @@ EXTRAS = Extras(
                 rule="!has(self.maxSteps) || !has(self.epochs)",
                 message="set either maxSteps or epochs, not both",
                 field_path=".epochs",
+            ),
+            # TrainingSpec._server_mode_only
+            Rule(
+                rule=f"!has(self.vllmServer) || self.generation == '{VLLM_SERVER}'",
+                message=f"vllmServer: only used with generation {VLLM_SERVER}",
+                field_path=".vllmServer",
+            ),
+        ],
+        # VllmServerSpec._fits_the_pod
+        "VllmServerSpec": [
+            Rule(
+                rule="!has(self.tensorParallelSize) || self.tensorParallelSize <= self.gpus",
+                message="tensorParallelSize exceeds gpus: vLLM shards the model over the server pod's GPUs",
+                field_path=".tensorParallelSize",
+            )
+        ],
+        # ResourcesSpec._one_process_per_gpu
+        "ResourcesSpec": [
+            Rule(
+                rule="!has(self.processesPerNode) || self.gpus == 0 || self.processesPerNode == self.gpus",
+                message="processesPerNode must equal gpus on GPU nodes (one training process per GPU), "
+                "or be left unset",
+                field_path=".processesPerNode",
             )
         ],
         # EvaluationSpec._sampling_needs_temperature

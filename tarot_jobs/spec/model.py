@@ -238,6 +238,54 @@ class RewardSpec(SpecModel):
         return weights
 
 
+# trl's generation backends: the trainer's own generate, vLLM in every training process (trl's vllm_mode
+# "colocate"), or a separate `trl vllm-serve` the trainer calls (vllm_mode "server").
+Generation = Literal["transformers", "vllm-colocate", "vllm-server"]
+VLLM_SERVER = "vllm-server"
+# Base models tarot builds on the run's volume (model.name presets and .gguf conversions): a vLLM server the
+# operator starts loads model.name itself and does not mount that volume.
+BUILT_MODELS = ("tiny", "smollm2-135m")
+
+
+def built_by_tarot(model_name: str) -> bool:
+    return model_name in BUILT_MODELS or model_name.endswith(".gguf")
+
+
+class VllmServerSpec(SpecModel):
+    """The `trl vllm-serve` the train Jobs generate with (training.generation: vllm-server)."""
+
+    url: str | None = Field(
+        default=None,
+        pattern=r"^https?://\S+$",
+        description="A running server's base URL, e.g. http://vllm:8000 (trl's vllm_server_base_url); "
+        "None: on a cluster the operator starts one for the train phases.",
+    )
+    gpus: int = Field(default=1, ge=1, description="GPUs of the server's pod (nvidia.com/gpu).")
+    tensor_parallel_size: int | None = Field(
+        default=None, ge=1, description="vLLM's tensor parallelism over the pod's GPUs (None: gpus)."
+    )
+    port: int = Field(default=8000, ge=1, le=65535, description="The server's port (trl vllm-serve --port).")
+    timeout_seconds: float = Field(
+        default=600.0,
+        gt=0.0,
+        description="How long a train Job waits for the server's /health (trl's vllm_server_timeout); "
+        "the first phase's wait includes the server's image pull and model load.",
+    )
+
+    @field_validator("tensor_parallel_size")
+    @classmethod
+    def _fits_the_pod(cls, size: int | None, info: ValidationInfo) -> int | None:
+        gpus = info.data.get("gpus")
+        if size is not None and gpus is not None and size > gpus:
+            raise ValueError(
+                f"{size} exceeds gpus ({gpus}): vLLM shards the model over the server pod's GPUs"
+            )
+        return size
+
+    def parallel_size(self) -> int:
+        return self.tensor_parallel_size or self.gpus
+
+
 class TrainingSpec(SpecModel):
     max_steps: int | None = Field(default=None, ge=1, description="Total optimizer steps over all phases.")
     epochs: float | None = Field(
@@ -255,7 +303,15 @@ class TrainingSpec(SpecModel):
     )
     max_completion_length: int = Field(default=1024, ge=1)
     temperature: float = Field(default=1.0, gt=0.0, description="Sampling temperature of the rollouts.")
-    use_vllm: bool = False
+    generation: Generation = Field(
+        default="transformers",
+        description="How rollouts are generated (trl): transformers (the trainer's generate; CPU or GPU), "
+        "vllm-colocate (vLLM inside every training process) or vllm-server (a separate trl vllm-serve; "
+        "see vllmServer). Both vLLM modes need CUDA GPUs and vLLM in the trainer's image.",
+    )
+    vllm_server: VllmServerSpec | None = Field(
+        default=None, description="generation vllm-server: the server (unset: its defaults)."
+    )
     gradient_checkpointing: bool = False
     seed: int = 42
     save_steps: int = Field(default=50, ge=1)
@@ -290,6 +346,20 @@ class TrainingSpec(SpecModel):
         if epochs is not None and info.data.get("max_steps") is not None:
             raise ValueError("set either maxSteps or epochs, not both")
         return epochs
+
+    @field_validator("vllm_server")
+    @classmethod
+    def _server_mode_only(cls, server: VllmServerSpec | None, info: ValidationInfo) -> VllmServerSpec | None:
+        generation = info.data.get("generation")
+        if server is not None and generation is not None and generation != VLLM_SERVER:
+            raise ValueError(f"only used with generation {VLLM_SERVER} (generation is {generation})")
+        return server
+
+    def generation_server(self) -> VllmServerSpec | None:
+        """With generation vllm-server, the server's settings (vllmServer, else its defaults); else None."""
+        if self.generation != VLLM_SERVER:
+            return None
+        return self.vllm_server or VllmServerSpec()
 
 
 class SandboxSpec(SpecModel):
@@ -335,6 +405,13 @@ class ResourcesSpec(SpecModel):
     nodes: int = Field(
         default=1, ge=1, description="Nodes (pods) per training Job; more than 1 is a multi-node Indexed Job."
     )
+    processes_per_node: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Training processes per node (torchrun --nproc-per-node; None: one per GPU, or 1 on "
+        "CPU). On CPU, more than 1 trains with gloo; with GPUs it must equal gpus.",
+    )
     cpu: Quantity = Field(default="2", description="CPU per training pod.")
     memory: Quantity = Field(default="8Gi", description="Memory per training pod.")
     node_selector: dict[LabelKey, LabelValue] = Field(
@@ -347,6 +424,19 @@ class ResourcesSpec(SpecModel):
     kueue_priority_class: KueueName | None = Field(
         default=None, description="Kueue WorkloadPriorityClass of the run's Jobs (with kueueQueue)."
     )
+
+    @model_validator(mode="after")
+    def _one_process_per_gpu(self) -> ResourcesSpec:
+        if self.gpus and self.processes_per_node not in (None, self.gpus):
+            raise ValueError(
+                f"processesPerNode: {self.processes_per_node} must equal gpus ({self.gpus}) on GPU nodes "
+                "(one training process per GPU), or be left unset"
+            )
+        return self
+
+    def node_processes(self) -> int:
+        """Training processes on each node: processesPerNode, else one per GPU, else 1."""
+        return self.processes_per_node or max(self.gpus, 1)
 
 
 class StorageSpec(SpecModel):
@@ -366,6 +456,11 @@ class ImagesSpec(SpecModel):
         default=None, description="Image of the data, probe, train and evaluate Jobs."
     )
     sandbox: ImageRef | None = Field(default=None, description="Image of the sandbox Deployment.")
+    vllm_server: ImageRef | None = Field(
+        default=None,
+        description="Image of the vLLM server (training.generation vllm-server); it runs trl vllm-serve, "
+        "so it needs trl and vLLM.",
+    )
 
 
 class TarotRunSpec(SpecModel):
@@ -426,6 +521,20 @@ class TarotRunSpec(SpecModel):
             raise ValueError("\n".join(problems))
         return curriculum
 
+    @field_validator("training")
+    @classmethod
+    def _server_loads_the_model(cls, training: TrainingSpec, info: ValidationInfo) -> TrainingSpec:
+        model: ModelSpec | None = info.data.get("model")
+        server = training.generation_server()
+        if model is not None and server is not None and server.url is None and built_by_tarot(model.name):
+            raise ValueError(
+                f"generation: with {VLLM_SERVER} the operator starts a vLLM server that loads model.name "
+                f"itself (a hub id, or a path in its image), but {model.name!r} is built by tarot on the "
+                "run's volume, which the server does not mount; use a hub model id, generation "
+                "vllm-colocate, or set vllmServer.url to a server you started"
+            )
+        return training
+
     @model_validator(mode="after")
     def _whole_prompt_groups(self) -> TarotRunSpec:
         problems = self._generation_batch_problems()
@@ -434,8 +543,8 @@ class TarotRunSpec(SpecModel):
         return self
 
     def training_processes(self) -> int:
-        """Processes trl trains with: one per GPU (vLLM colocated), one on a CPU node; on every node."""
-        return max(self.resources.gpus, 1) * self.resources.nodes
+        """The phase's world size: processes per node (one per GPU, or processesPerNode on CPU) x nodes."""
+        return self.resources.node_processes() * self.resources.nodes
 
     def _generation_batch_problems(self) -> list[str]:
         # trl's GRPOConfig: generation_batch_size = per_device_train_batch_size * processes *
@@ -446,7 +555,7 @@ class TarotRunSpec(SpecModel):
         if batch % t.num_generations:
             return [
                 f"training.numGenerations: {t.num_generations} must divide the generation batch "
-                f"perDeviceTrainBatchSize x processes (GPUs or 1, x nodes) x gradientAccumulationSteps = "
+                f"perDeviceTrainBatchSize x processes (per node x nodes) x gradientAccumulationSteps = "
                 f"{t.per_device_train_batch_size} x {processes} x {t.gradient_accumulation_steps} = {batch} "
                 "(trl needs whole prompt groups)"
             ]

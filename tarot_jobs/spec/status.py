@@ -164,6 +164,9 @@ class PhaseStatus(StatusModel):
     start_time: Timestamp | None = None
     finish_time: Timestamp | None = None
     sandbox: SandboxUsage | None = None  # from the phase Job's result, once it finished
+    world_size: int | None = Field(
+        default=None, ge=1, description="Processes the phase trained with (all nodes), once it finished."
+    )
 
 
 class LiveProgress(StatusModel):

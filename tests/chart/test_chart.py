@@ -29,7 +29,11 @@ ALL_OPTIONAL: dict[str, Any] = {
     "watchNamespaces": ["team-a", "team-b"],
     "imagePullSecrets": [{"name": "regcred"}],
     "serviceAccount": {"create": True, "name": "tarot-operator", "annotations": {"example.com/role": "x"}},
-    "defaults": {"trainerImage": "registry.example/trainer:1", "sandboxImage": "registry.example/sandbox:1"},
+    "defaults": {
+        "trainerImage": "registry.example/trainer:1",
+        "sandboxImage": "registry.example/sandbox:1",
+        "vllmServerImage": "registry.example/vllm:1",
+    },
     "nodeSelector": {"kubernetes.io/os": "linux"},
     "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}],
     "affinity": {
@@ -258,6 +262,7 @@ def test_operator_deployment_is_hardened(default_objects: list[dict[str, Any]]) 
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["TAROT_TRAINER_IMAGE"] == "ghcr.io/tarot-dev/tarot-trainer:0.1.0"
     assert env["TAROT_SANDBOX_IMAGE"] == "ghcr.io/tarot-dev/tarot-sandbox:0.1.0"
+    assert env["TAROT_VLLM_SERVER_IMAGE"] == env["TAROT_TRAINER_IMAGE"]  # trl + vLLM: the trainer's image
 
 
 def test_optional_values_reach_the_pod(optional_objects: list[dict[str, Any]]) -> None:
@@ -272,6 +277,7 @@ def test_optional_values_reach_the_pod(optional_objects: list[dict[str, Any]]) -
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["TAROT_TRAINER_IMAGE"] == "registry.example/trainer:1"
     assert env["TAROT_SANDBOX_IMAGE"] == "registry.example/sandbox:1"
+    assert env["TAROT_VLLM_SERVER_IMAGE"] == "registry.example/vllm:1"
     assert pod["serviceAccountName"] == "tarot-operator"
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
     assert pod["nodeSelector"] == ALL_OPTIONAL["nodeSelector"]

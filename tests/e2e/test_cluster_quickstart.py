@@ -21,16 +21,16 @@ message can still be read after the pod stopped.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 from pod_runner.kube_api import JSON, ApiError
-from pytest_cluster import Cluster
+from pytest_cluster import CLUSTER_VALUES, Cluster, container_id, terminated_state
+from pytest_cluster import OPERATOR_NAMESPACE as RELEASE_NS
+from pytest_cluster import OPERATOR_RELEASE as RELEASE
 
 from tarot_jobs.lifecycle.results import SandboxServiceResult
 
@@ -42,58 +42,9 @@ from cluster_prometheus import check_run_monitoring, cluster_prometheus  # noqa:
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 EXAMPLE = REPO / "examples" / "quickstart-cluster.yaml"
-VALUES = REPO / "hack" / "cluster-values.yaml"
-RELEASE, RELEASE_NS = "tarot", "tarot-system"
 NODE = "real-node-0"
 HOLD = "tarot.dev/e2e-hold"  # keeps a stopped sandbox pod's object so its termination message can be read
 RUN_TIMEOUT_S = 1800.0
-
-
-def _run(*command: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(list(command), capture_output=True, text=True, timeout=timeout, cwd=REPO)
-    assert result.returncode == 0, (
-        f"{' '.join(command)} failed:\n{result.stdout[-3000:]}{result.stderr[-6000:]}"
-    )
-    return result
-
-
-@pytest.fixture(scope="module")
-def operator_pod(cluster: Cluster, real_node_images: list[str]) -> Iterator[JSON]:
-    """`helm install` with hack/cluster-values.yaml; uninstalled afterwards, leaving no pod behind."""
-    helm = str(cluster.kubectl_path.parent / "helm")
-    _run(
-        helm, "--kubeconfig", str(cluster.kubeconfig), "install", RELEASE, "charts/tarot",
-        "-n", RELEASE_NS, "--create-namespace", "-f", str(VALUES), "--wait", "--timeout", "5m",
-        timeout=400,
-    )  # fmt: skip
-    try:
-        yield cluster.wait_for("the operator pod to be ready", lambda: _ready_operator(cluster), timeout=120)
-    finally:
-        subprocess.run(
-            [helm, "--kubeconfig", str(cluster.kubeconfig), "uninstall", RELEASE, "-n", RELEASE_NS, "--wait"],
-            capture_output=True,
-            timeout=300,
-        )
-
-
-def _ready_operator(cluster: Cluster) -> JSON | None:
-    pods = cluster.api.get(
-        f"/api/v1/namespaces/{RELEASE_NS}/pods",
-        params={"labelSelector": f"app.kubernetes.io/instance={RELEASE}"},
-    )["items"]
-    ready = [p for p in pods if any(c.get("ready") for c in p["status"].get("containerStatuses") or [])]
-    return ready[0] if len(ready) == 1 else None
-
-
-def _container_id(pod: JSON) -> str:
-    [status] = pod["status"]["containerStatuses"]
-    assert status["containerID"].startswith("containerd://"), status
-    return str(status["containerID"]).removeprefix("containerd://")
-
-
-def _terminated(pod: JSON) -> JSON | None:
-    statuses = pod["status"].get("containerStatuses") or []
-    return statuses[0]["state"].get("terminated") if statuses else None
 
 
 class SandboxPods:
@@ -131,14 +82,18 @@ def test_readme_cluster_quickstart_runs_in_pods_and_the_sandbox_pods_score_it(
     print("\n".join(["images:", *real_node_images]))
     # The operator is a container on the real node, not a local process of the pod runner.
     assert operator_pod["spec"]["nodeName"] == NODE
-    assert _container_id(operator_pod) in cluster.ctr("tasks", "ls", "-q").split()
+    assert container_id(operator_pod) in cluster.ctr("tasks", "ls", "-q").split()
 
     manifest = yaml.safe_load(EXAMPLE.read_text())
     run_name = manifest["metadata"]["name"]
     runs = f"/apis/tarot.dev/v1alpha1/namespaces/{namespace}/tarotruns"
     sandbox_pods = SandboxPods(cluster, namespace, run_name)
     prometheus = cluster_prometheus(
-        cluster, tmp_path / "prometheus", release=RELEASE, release_namespace=RELEASE_NS, values_files=[VALUES]
+        cluster,
+        tmp_path / "prometheus",
+        release=RELEASE,
+        release_namespace=RELEASE_NS,
+        values_files=[CLUSTER_VALUES],
     )
     try:
         with prometheus as server:
@@ -177,12 +132,12 @@ def _check_every_pod_and_every_score(
     assert job_pods and sandbox_pods.held
     for pod in pods:  # stage Jobs and sandbox: containers on the real node
         assert pod["spec"]["nodeName"] == NODE, pod["metadata"]["name"]
-        _container_id(pod)
+        container_id(pod)
 
     # Every stage says it was scored by the Service, and how many tests it sent there.
     stage_results = {}
     for pod in job_pods:
-        terminated = _terminated(pod)
+        terminated = terminated_state(pod)
         if terminated and terminated["exitCode"] == 0:
             stage_results[pod["metadata"]["labels"]["job-name"]] = json.loads(terminated["message"])
     assert len(stage_results) == len({p["metadata"]["labels"]["job-name"] for p in job_pods}), stage_results
@@ -200,11 +155,11 @@ def _check_every_pod_and_every_score(
     # The sandbox pods' own count, kept in their termination messages once the finished run stopped them.
     def stopped() -> list[JSON] | None:
         held = [p for p in sandbox_pods.list() if p["metadata"]["name"] in sandbox_pods.held]
-        return held if held and all(_terminated(p) for p in held) else None
+        return held if held and all(terminated_state(p) for p in held) else None
 
     final = cluster.wait_for("the finished run's sandbox pods to stop", stopped, timeout=120)
     executed = sum(
-        sum(SandboxServiceResult.model_validate_json(_terminated(p)["message"]).executions.values())
+        sum(SandboxServiceResult.model_validate_json(terminated_state(p)["message"]).executions.values())
         for p in final
     )
     print(

@@ -55,6 +55,9 @@ app.kubernetes.io/part-of: tarot
 {{- define "tarot.sandboxImage" -}}
 {{- default (printf "ghcr.io/tarot-dev/tarot-sandbox:%s" .Chart.AppVersion) .Values.defaults.sandboxImage }}
 {{- end }}
+{{- define "tarot.vllmServerImage" -}}
+{{- default (include "tarot.trainerImage" .) .Values.defaults.vllmServerImage }}
+{{- end }}
 
 {{/* A map as KEY=VALUE,KEY=VALUE (sorted by key), the operator's list syntax. */}}
 {{- define "tarot.keyValues" -}}

@@ -73,6 +73,7 @@ def build_report(
                 "mean_reward": p["mean_reward"],
                 "mean_tier_pass_rate": p.get("mean_tier_pass_rate", {}),
                 "sandbox": p.get("sandbox"),  # which sandbox scored the phase, and how many tests
+                "world_size": p.get("world_size"),  # processes that trained it (all nodes)
             }
             for p in phases
         ],
@@ -138,8 +139,8 @@ def render_markdown(report: dict[str, Any], tiny: bool) -> str:
         "",
         f"Policy **{policy['name']}** ({policy['rule']}): {policy['reason']}.",
         "",
-        "| phase | tiers | weights | steps | mean reward | sandbox (tests) |",
-        "|---|---|---|---|---|---|",
+        "| phase | tiers | weights | steps | processes | mean reward | sandbox (tests) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for p in report["phases"]:
         weights = ", ".join(f"{t[0].upper()} {w:g}" for t, w in p["weights"].items())
@@ -147,7 +148,10 @@ def render_markdown(report: dict[str, Any], tiny: bool) -> str:
         tiers = "+".join(t[0].upper() for t in p["tiers"])
         sandbox = p.get("sandbox")
         scored = "-" if sandbox is None else f"{sandbox['backend']} ({sandbox['scoredTests']})"
-        lines.append(f"| {p['index']} | {tiers} | {weights} | {p['steps']} | {reward} | {scored} |")
+        processes = p.get("world_size") or "-"
+        lines.append(
+            f"| {p['index']} | {tiers} | {weights} | {p['steps']} | {processes} | {reward} | {scored} |"
+        )
     before, after = report["evaluation"]["before"], report["evaluation"]["after"]
     lines += ["", "## Held-out evaluation (pass@1)", "", "| tier | before | after |", "|---|---|---|"]
     for name in [*TIER_NAMES, "overall"]:

@@ -61,7 +61,7 @@ from tarot_jobs.pipeline.training.checkpoints import (
 )
 from tarot_jobs.pipeline.training.phases import PhasePlan, plan_phases
 from tarot_jobs.sandbox.types import SandboxBackend
-from tarot_jobs.spec.model import TarotRunSpec
+from tarot_jobs.spec.model import TarotRunSpec, TrainingSpec
 
 PHASE_FILE = "phase.json"
 FINAL_DIR = "final"
@@ -84,18 +84,32 @@ def read_phase_summary(out_dir: Path, index: int) -> dict[str, Any]:
     return data
 
 
+NO_GENERATION_SERVER = (
+    "training.vllmServer.url: generation vllm-server needs a running vLLM server, and only the operator "
+    "starts one (for a cluster run); here, start `trl vllm-serve --model <model.name>` yourself and set "
+    "training.vllmServer.url to it, or set training.generation to vllm-colocate or transformers"
+)
+
+
 def check_training_options(spec: TarotRunSpec) -> None:
     """Fail before any model is loaded when the spec asks for something this machine lacks."""
-    if spec.training.use_vllm:
-        if importlib.util.find_spec("vllm") is None:
-            raise StageError(
-                "training.useVllm: vLLM is not installed; install it on a CUDA machine "
-                "(pip install vllm) or set training.useVllm: false"
-            )
-        import torch
+    generation = spec.training.generation
+    if generation == "transformers":
+        return
+    server = spec.training.generation_server()
+    if server is not None and server.url is None:
+        # On a cluster the operator writes its server's URL into the spec the train Jobs read.
+        raise StageError(NO_GENERATION_SERVER)
+    # trl needs vLLM in the trainer in both modes: the server's client syncs weights through vLLM's NCCL.
+    if importlib.util.find_spec("vllm") is None:
+        raise StageError(
+            f"training.generation: {generation} needs vLLM, which is not installed; install it on a CUDA "
+            "machine (pip install vllm) or set training.generation: transformers"
+        )
+    import torch
 
-        if not torch.cuda.is_available():
-            raise StageError("training.useVllm: vLLM generation needs a CUDA GPU and none is visible")
+    if not torch.cuda.is_available():
+        raise StageError(f"training.generation: {generation} needs a CUDA GPU and none is visible")
 
 
 @dataclass(frozen=True)
@@ -160,8 +174,17 @@ def train_phase(
                 f"resumes from its boundary checkpoint ({previous})"
             )
     check_training_options(spec)
-    for leftover in remove_leftovers(run_dir):
-        log(f"removed incomplete {leftover.name} left by an interrupted run")
+    from tarot_jobs.pipeline.training import ranks
+
+    if ranks.world_size() != spec.training_processes():
+        raise StageError(
+            f"resources: the spec trains with {spec.training_processes()} processes (processesPerNode x "
+            f"nodes) but {ranks.world_size()} were launched; launch it with torchrun as `tarot run` does"
+        )
+    main = ranks.is_main_process()  # of a multi-process phase, the one that writes its files
+    if main:
+        for leftover in remove_leftovers(run_dir):
+            log(f"removed incomplete {leftover.name} left by an interrupted run")
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     # Every reward and yardstick score goes through it: phase.json says which sandbox scored how many tests.
@@ -186,6 +209,7 @@ def train_phase(
     if request.metrics_port is not None and logger.context.metrics is not None:
         server = logger.context.metrics.serve_phase(request.metrics_port, log)
     trained = False
+    digests: list[str] | None = None
     try:
         if own is not None and resumed_from == stop.end_step:
             # Killed after its boundary checkpoint, before final/: nothing is left to train (transformers
@@ -196,6 +220,7 @@ def train_phase(
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
             global_step = int(trainer.state.global_step)
             save_final = functools.partial(_save_final, trainer)
+            digests = ranks.pooled(ranks.weights_digest(trainer.model))
         trained = True
     finally:
         if server is not None:
@@ -207,11 +232,24 @@ def train_phase(
             f"phase {index}: training stopped at step {global_step} without its boundary checkpoint "
             f"at step {stop.end_step}"
         )
-    write_atomically(final_weights(out_dir, index), save_final, {"phase": index, "global_step": global_step})
-    summary = _summary(request, plans, global_step, checkpoint, resumed_from, time.monotonic() - started)
-    summary["sandbox"] = counted.usage().model_dump(mode="json")
-    write_json_atomically(run_dir / PHASE_FILE, summary)
-    return summary
+    if digests is not None and len(set(digests)) > 1:
+        raise StageError(
+            f"phase {index}: the {len(digests)} training processes ended with different weights "
+            f"(SHA-256 by rank: {', '.join(d[:12] for d in digests)}); their gradients were not averaged"
+        )
+    usage = counted.usage()
+    usage.scored_tests = sum(ranks.pooled(usage.scored_tests))  # every process scores its share of the batch
+    if main:
+        write_atomically(
+            final_weights(out_dir, index), save_final, {"phase": index, "global_step": global_step}
+        )
+        summary = _summary(request, plans, global_step, checkpoint, resumed_from, time.monotonic() - started)
+        summary["world_size"] = ranks.world_size()
+        summary["rank_weights_sha256"] = digests  # None: nothing was trained in this attempt
+        summary["sandbox"] = usage.model_dump(mode="json")
+        write_json_atomically(run_dir / PHASE_FILE, summary)
+    ranks.barrier()  # the other processes return the summary the main process wrote
+    return read_phase_summary(out_dir, index)
 
 
 def _build_trainer(
@@ -294,9 +332,11 @@ def _build_trainer(
         max_completion_length=t.max_completion_length,
         temperature=t.temperature,
         reward_weights=[1.0, spec.reward.format_weight],
-        use_vllm=t.use_vllm,
-        vllm_mode="colocate",
+        **generation_options(t),
         gradient_checkpointing=t.gradient_checkpointing,
+        # Every parameter of a causal LM (or LoRA adapter) gets a gradient each step: DDP need not search
+        # the graph for unused ones (transformers' default does, and warns about it every run).
+        ddp_find_unused_parameters=False,
         seed=t.seed,
         save_strategy="steps",
         save_steps=t.save_steps,
@@ -347,6 +387,25 @@ def _build_trainer(
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     return trainer, logger, yardstick
+
+
+def generation_options(training: TrainingSpec) -> dict[str, Any]:
+    """trl GRPOConfig's generation fields for training.generation (vllm_mode "colocate" or "server").
+
+    With a server, trl's client waits up to vllm_server_timeout for its /health before the first step;
+    tarot adds no wait of its own.
+    """
+    if training.generation == "transformers":
+        return {"use_vllm": False}
+    server = training.generation_server()
+    if server is None:
+        return {"use_vllm": True, "vllm_mode": "colocate"}
+    return {
+        "use_vllm": True,
+        "vllm_mode": "server",
+        "vllm_server_base_url": server.url,
+        "vllm_server_timeout": server.timeout_seconds,
+    }
 
 
 def _save_final(trainer: Any, staged: Path) -> None:

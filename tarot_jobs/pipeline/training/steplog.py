@@ -12,6 +12,9 @@ with its reward (so the log can be checked against `tarot score`).
 `PhaseSwitch` points the tiered reward at the phase of the step being trained.
 `StepTally` collects what the trainer and the yardstick add between two records
 (generation time, dropped samples, yardstick measurements).
+
+In a multi-process phase every process scores its share of the batch; `on_log` pools the meters'
+shares of all processes (ranks.py) before the main process writes the one record of the step.
 """
 
 from __future__ import annotations
@@ -27,11 +30,46 @@ from transformers import TrainerCallback
 
 from tarot_jobs.pipeline.training.metrics import TrainMetrics
 from tarot_jobs.pipeline.training.phases import PhasePlan, phase_at_step
+from tarot_jobs.pipeline.training.ranks import is_main_process, pooled
 from tarot_jobs.problems.model import ALL_TIERS
 from tarot_jobs.rewards.extract import completion_text
 
 STEPS_FILE = "steps.jsonl"
 COMPLETIONS_FILE = "completions.jsonl"
+
+
+@dataclass
+class MeterShare:
+    """What one reward meter saw since its last drain, in one process."""
+
+    seconds: float = 0.0
+    verdicts: dict[str, int] = field(default_factory=dict)
+    tier_tests: dict[str, list[int]] = field(default_factory=dict)  # tier -> [passed, run]
+    completions: list[dict[str, Any]] = field(default_factory=list)
+
+    @staticmethod
+    def pool(shares: Sequence[MeterShare]) -> MeterShare:
+        """The processes' shares as one: counts added, completions in rank order, the main's seconds
+        (each process spends about the same time on its share)."""
+        total = MeterShare(seconds=shares[0].seconds)
+        for share in shares:
+            for verdict, count in share.verdicts.items():
+                total.verdicts[verdict] = total.verdicts.get(verdict, 0) + count
+            for tier, (passed, run) in share.tier_tests.items():
+                counts = total.tier_tests.setdefault(tier, [0, 0])
+                counts[0] += passed
+                counts[1] += run
+            total.completions.extend(share.completions)
+        return total
+
+    def tier_pass_rates(self) -> dict[str, float]:
+        """Passed / run tests per tier, in tier order (tiers without a run test left out)."""
+        rates: dict[str, float] = {}
+        for tier in ALL_TIERS:
+            passed, run = self.tier_tests.get(tier.value, (0, 0))
+            if run:
+                rates[tier.value] = passed / run
+        return rates
 
 
 class RewardMeter:
@@ -40,22 +78,27 @@ class RewardMeter:
     def __init__(self, inner: Callable[..., Sequence[float | None]], name: str) -> None:
         self.inner = inner
         self.__name__ = name  # trl names the logged reward columns after it
-        self.seconds = 0.0
-        self.verdicts: dict[str, int] = {}
-        self.pending: list[dict[str, Any]] = []
+        self.share = MeterShare()
 
     def __call__(self, prompts: list[Any], completions: list[Any], **kwargs: Any) -> Sequence[float | None]:
         started = time.perf_counter()
         rewards = self.inner(prompts=prompts, completions=completions, **kwargs)
-        self.seconds += time.perf_counter() - started
+        share = self.share
+        share.seconds += time.perf_counter() - started
         for detail in getattr(self.inner, "last_details", []):
             for verdict, count in detail.verdict_counts().items():
-                self.verdicts[verdict] = self.verdicts.get(verdict, 0) + count
+                share.verdicts[verdict] = share.verdicts.get(verdict, 0) + count
+            if detail.sandbox_failed:
+                continue  # as trl's batch metric: a completion the sandbox failed on has no pass rate
+            for tier, tally in detail.tiers.items():
+                counts = share.tier_tests.setdefault(tier.value, [0, 0])
+                counts[0] += tally.passed
+                counts[1] += tally.total
         state = kwargs.get("trainer_state")
         step = (getattr(state, "global_step", 0) or 0) + 1  # these rewards feed the next optimizer step
         ids = kwargs.get("problem_id") or [None] * len(completions)
         for problem_id, completion, reward in zip(ids, completions, rewards, strict=True):
-            self.pending.append(
+            share.completions.append(
                 {
                     "step": step,
                     "problem_id": problem_id,
@@ -65,10 +108,9 @@ class RewardMeter:
             )
         return rewards
 
-    def drain(self) -> tuple[float, dict[str, int], list[dict[str, Any]]]:
-        """Seconds, verdict counts and completions since the previous drain."""
-        taken = (self.seconds, self.verdicts, self.pending)
-        self.seconds, self.verdicts, self.pending = 0.0, {}, []
+    def drain(self) -> MeterShare:
+        """What this process's meter saw since the previous drain."""
+        taken, self.share = self.share, MeterShare()
         return taken
 
 
@@ -146,15 +188,22 @@ class StepLogger(TrainerCallback):
         """Continue after a checkpoint at `step`: drop the lines a killed run wrote past it."""
         self._last_step = step
         self._last_tokens = num_tokens
-        for name in (STEPS_FILE, COMPLETIONS_FILE):
-            truncate_after(self.context.out_dir / name, step)
+        if is_main_process():
+            for name in (STEPS_FILE, COMPLETIONS_FILE):
+                truncate_after(self.context.out_dir / name, step)
 
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
-        if not logs or "loss" not in logs or not state.is_world_process_zero:
-            return  # the end-of-training summary, or another process
-        record = self._record(state.global_step, logs)
+        if not logs or "loss" not in logs:
+            return  # the end-of-training summary
+        # Every process logs the same steps: each hands its meters' shares to the main process.
+        shares = pooled((self.tiered.drain(), self.formatted.drain()))
+        tiered = MeterShare.pool([t for t, _ in shares])
+        formatted = MeterShare.pool([f for _, f in shares])
+        if not state.is_world_process_zero:
+            return
+        record = self._record(state.global_step, logs, tiered, formatted)
         if record["dropped_samples"] and self.context.say is not None:
             self.context.say(
                 f"step {record['step']}: dropped {record['dropped_samples']} completions the sandbox "
@@ -167,9 +216,11 @@ class StepLogger(TrainerCallback):
         if self.context.on_step is not None:
             self.context.on_step(record)
 
-    def _record(self, step: int, logs: dict[str, Any]) -> dict[str, Any]:
-        reward_s, verdicts, completions = self.tiered.drain()
-        format_s, _, formats = self.formatted.drain()
+    def _record(
+        self, step: int, logs: dict[str, Any], tiered: MeterShare, formatted: MeterShare
+    ) -> dict[str, Any]:
+        reward_s, verdicts, completions = tiered.seconds, tiered.verdicts, tiered.completions
+        format_s, formats = formatted.seconds, formatted.completions
         generation_s, dropped, yardstick = self.tally.drain()
         steps = max(step - self._last_step, 1)
         step_time = _number(logs.get("step_time"))
@@ -202,11 +253,7 @@ class StepLogger(TrainerCallback):
             "reward_std": _number(logs.get("reward_std")),
             "tiered_reward": _number(logs.get("rewards/tiered_reward/mean")),
             "format_reward": _number(logs.get("rewards/format_reward/mean")),
-            "tier_pass_rate": {
-                tier.value: rate
-                for tier in ALL_TIERS
-                if (rate := _number(logs.get(f"tiers/{tier.value}/pass_rate"))) is not None
-            },
+            "tier_pass_rate": tiered.tier_pass_rates(),
             "kl": _number(logs.get("kl")),
             "loss": _number(logs.get("loss")),
             "entropy": _number(logs.get("entropy")),

@@ -25,6 +25,7 @@ from transformers import TrainerCallback
 from tarot_jobs.pipeline.model.generation import sample_completions
 from tarot_jobs.pipeline.model.prompts import render_prompt
 from tarot_jobs.pipeline.scoring import score_samples, summarize
+from tarot_jobs.pipeline.training.ranks import is_main_process
 from tarot_jobs.pipeline.training.steplog import StepTally, truncate_after
 from tarot_jobs.problems.model import Problem
 from tarot_jobs.sandbox.types import SandboxBackend
@@ -64,7 +65,8 @@ class Yardstick(TrainerCallback):
 
     def resume_from(self, step: int) -> None:
         """Drop measurements a killed run made past the checkpoint it resumes from."""
-        truncate_after(self.path, step)
+        if is_main_process():  # the process that measures (and so writes) the yardstick
+            truncate_after(self.path, step)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         if state.global_step == 0 and state.is_world_process_zero:

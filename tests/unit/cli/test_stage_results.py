@@ -61,6 +61,8 @@ def test_train_result_counts_the_steps_of_its_phase() -> None:
         "checkpoint": "/ws/train/phase-1/final",
     }
     assert train_result({**summary, "global_step": 7}).completed_steps == 2
+    # A phase trained by several processes says how many (its status shows it: worldSize).
+    assert train_result({**summary, "world_size": 4}).model_dump(by_alias=True)["worldSize"] == 4
 
 
 def test_evaluate_result_has_pass_at_one_and_failed_executions() -> None:

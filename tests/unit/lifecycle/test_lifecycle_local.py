@@ -202,6 +202,23 @@ def test_a_crash_is_not_bad_input(tmp_path: Path) -> None:
     assert "see its log" in condition["message"]
 
 
+def test_a_vllm_server_run_is_refused_at_its_first_phase_naming_the_field(tmp_path: Path) -> None:
+    # `tarot run` refuses such a spec before any stage (check_training_options); the executor itself
+    # never pretends to have started the server the planner lists.
+    served = make_spec(
+        model={"name": "org/coder"},
+        training={"maxSteps": 8, "numGenerations": 4, "generation": "vllm-server"},
+    )
+    run, stages, _ = executor(tmp_path, spec=served)
+    with pytest.raises(StageError, match=r"training\.vllmServer\.url: .*only the operator starts one"):
+        run.run()
+    assert [name for name, _, _ in stages.calls] == ["data", "probe"]
+    failed = json.loads(run.wd.status.read_text())
+    assert failed["phase"] == "Failed"
+    condition = next(c for c in failed["conditions"] if c["type"] == "Failed")
+    assert condition["reason"] == "BadInput" and "vLLM generation server" in condition["message"]
+
+
 def test_a_result_the_planner_rejects_fails_the_run_naming_the_field(tmp_path: Path) -> None:
     run, stages, _ = executor(tmp_path)
     stages.probe = lambda: {"score": 1.5}  # type: ignore[method-assign]

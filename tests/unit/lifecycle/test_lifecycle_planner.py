@@ -20,6 +20,7 @@ from tarot_jobs.lifecycle.planner import (
     DATA,
     EVALUATE_AFTER,
     EVALUATE_BEFORE,
+    GENERATION_SERVER,
     PROBE,
     SANDBOX,
     WORKSPACE,
@@ -55,6 +56,7 @@ RESULTS: dict[ChildRef, dict[str, Any]] = {
             "rewardPerTier": {"basic": 0.5},
             "checkpoint": f"/workspace/train/phase-{i}/final",
             "sandbox": {"backend": "http://run-sandbox.ns.svc:8080", "scoredTests": 10 * (i + 1)},
+            "worldSize": 2,
         }
         for i, steps in enumerate(PHASE_STEPS)
     },
@@ -101,7 +103,9 @@ def status_at(active: ChildRef | None, spec: TarotRunSpec = SPEC, score: float =
         if active in result.children or status["phase"] in ("Succeeded", "Failed"):
             return status
         for ref in result.children:
-            if ref not in observed:
+            if ref == GENERATION_SERVER:
+                observed[ref] = ObservedChild(ref, ChildState.RUNNING)  # a service, not a step
+            elif ref not in observed:
                 observed[ref] = ObservedChild(ref, ChildState.SUCCEEDED, result=results[ref])
         now += timedelta(minutes=1)
     raise AssertionError(f"{active} never became active")
@@ -296,6 +300,11 @@ LIVE = {
     "etaSeconds": 30,
 }
 TRAIN0_RUNNING = {**succeeded(DATA, PROBE), train(0): ObservedChild(train(0), ChildState.RUNNING)}
+# training.generation vllm-server: the run's own vLLM server lives exactly as long as its train steps.
+SERVED = make_spec(
+    model={"name": "org/coder-0.5b"},
+    training={"maxSteps": 8, "numGenerations": 4, "generation": "vllm-server"},
+)
 
 CASES = [
     # -- the happy path, one transition at a time
@@ -652,6 +661,111 @@ CASES = [
         ["Queued"],
         check=check_queued("Requeued"),
     ),
+    # -- the generation server (training.generation vllm-server)
+    Case(
+        "vllm-server: no server while probing",
+        lambda: status_at(DATA, spec=SERVED),
+        succeeded(DATA),
+        "Probing",
+        [WORKSPACE, SANDBOX, PROBE],
+        ["DataPrepared", "Probing"],
+        spec=SERVED,
+    ),
+    Case(
+        "vllm-server: the server starts with the first phase, listed before its Job",
+        lambda: status_at(PROBE, spec=SERVED),
+        succeeded(DATA, PROBE),
+        "Training",
+        [WORKSPACE, SANDBOX, GENERATION_SERVER, train(0)],
+        ["Probed", "Selecting", "PolicySelected", "Training", "PhaseStarted"],
+        spec=SERVED,
+    ),
+    Case(
+        "vllm-server: the phase Job does not wait for the server to be observed",
+        lambda: status_at(train(0), spec=SERVED),
+        TRAIN0_RUNNING,
+        "Training",
+        [WORKSPACE, SANDBOX, GENERATION_SERVER, train(0)],
+        [],
+        spec=SERVED,
+    ),
+    Case(
+        "vllm-server: the server stays between phases",
+        lambda: status_at(train(0), spec=SERVED),
+        succeeded(DATA, PROBE, train(0)),
+        "Training",
+        [WORKSPACE, SANDBOX, GENERATION_SERVER, train(1)],
+        ["PhaseCompleted", "PhaseStarted"],
+        spec=SERVED,
+    ),
+    Case(
+        "vllm-server: the last phase done, the server is no longer listed",
+        lambda: status_at(train(3), spec=SERVED),
+        succeeded(*before(EVALUATE_BEFORE)),
+        "Evaluating",
+        [WORKSPACE, SANDBOX, EVALUATE_BEFORE],
+        ["PhaseCompleted", "Evaluating"],
+        spec=SERVED,
+    ),
+    Case(
+        "vllm-server: a failed phase ends the run and the server",
+        lambda: status_at(train(0), spec=SERVED),
+        {**succeeded(DATA, PROBE), train(0): ObservedChild(train(0), ChildState.FAILED, failure="OOMKilled")},
+        "Failed",
+        [WORKSPACE],
+        ["Failed"],
+        spec=SERVED,
+    ),
+    Case(
+        "vllm-server: suspended, the stopped phase keeps no server",
+        lambda: status_at(train(0), spec=SERVED),
+        TRAIN0_RUNNING,
+        "Suspended",
+        [WORKSPACE, SANDBOX, train(0)],
+        ["Suspended"],
+        spec=SERVED.model_copy(update={"suspend": True}),
+        suspend=[train(0)],
+    ),
+    Case(
+        "vllm-server: a server that cannot run fails the run",
+        lambda: status_at(train(0), spec=SERVED),
+        {
+            **TRAIN0_RUNNING,
+            GENERATION_SERVER: ObservedChild(
+                GENERATION_SERVER, ChildState.FAILED, failure="BadInput: training.vllmServer.url: no server"
+            ),
+        },
+        "Failed",
+        [WORKSPACE],
+        ["Failed"],
+        spec=SERVED,
+        check=failed_with("BadInput", "vLLM generation server", "training.vllmServer.url"),
+    ),
+    Case(
+        "vllm-server with vllmServer.url: the run starts no server",
+        lambda: status_at(PROBE),
+        succeeded(DATA, PROBE),
+        "Training",
+        [WORKSPACE, SANDBOX, train(0)],
+        ["Probed", "Selecting", "PolicySelected", "Training", "PhaseStarted"],
+        spec=make_spec(
+            training={
+                "maxSteps": 8,
+                "numGenerations": 4,
+                "generation": "vllm-server",
+                "vllmServer": {"url": "http://vllm.gpu.svc:8000"},
+            }
+        ),
+    ),
+    Case(
+        "vllm-colocate: vLLM runs inside the phase Job, no server",
+        lambda: status_at(PROBE),
+        succeeded(DATA, PROBE),
+        "Training",
+        [WORKSPACE, SANDBOX, train(0)],
+        ["Probed", "Selecting", "PolicySelected", "Training", "PhaseStarted"],
+        spec=make_spec(training={"maxSteps": 8, "numGenerations": 4, "generation": "vllm-colocate"}),
+    ),
     # -- live progress
     Case(
         "live progress of the running phase folds into phases, progress, reward and eta",
@@ -741,6 +855,7 @@ def test_a_whole_run_passes_through_every_phase_once() -> None:
     # Each phase's status names the sandbox its Job scored with, as its result reported it.
     assert [p["sandbox"]["scoredTests"] for p in _phases(status)] == [10, 20, 30, 40]
     assert {p["sandbox"]["backend"] for p in _phases(status)} == {"http://run-sandbox.ns.svc:8080"}
+    assert [p["worldSize"] for p in _phases(status)] == [2, 2, 2, 2]  # the processes that trained each
 
 
 def test_condition_transition_time_moves_only_when_its_status_changes() -> None:

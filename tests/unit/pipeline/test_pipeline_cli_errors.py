@@ -53,11 +53,24 @@ def test_missing_extra_evaluation_file_fails_before_training(tmp_path: Path) -> 
 
 
 def test_vllm_without_vllm_is_a_clear_error(tmp_path: Path) -> None:
-    spec = _write(tmp_path, "training: {useVllm: true}\ncurriculum: {policy: static}\n")
+    spec = _write(tmp_path, "training: {generation: vllm-colocate}\ncurriculum: {policy: static}\n")
     result = run_tarot("train", spec, "--phase", "0", "--out", tmp_path / "out")
     assert result.returncode == 2
-    assert "training.useVllm" in result.stderr
+    assert "training.generation: vllm-colocate needs vLLM" in result.stderr
     assert not (tmp_path / "out" / "phase-0").exists()
+
+
+def test_vllm_server_without_a_server_is_refused_locally(tmp_path: Path) -> None:
+    # Only the operator starts a vLLM server; `tarot run` says so before any stage runs.
+    spec = _write(
+        tmp_path,
+        "model: {name: org/coder-0.5b}\ntraining: {generation: vllm-server}\ncurriculum: {policy: static}\n",
+    )
+    workdir = tmp_path / "run"
+    result = run_tarot("run", spec, "--workdir", workdir)
+    assert result.returncode == 2
+    assert "training.vllmServer.url" in result.stderr and "trl vllm-serve" in result.stderr
+    assert not (workdir / "data").exists()
 
 
 def test_train_without_policy_says_to_select_first(tmp_path: Path) -> None:

@@ -59,15 +59,39 @@ def test_cluster_example_is_valid() -> None:
     assert spec.resources.node_selector == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
     assert spec.resources.tolerations[0].operator == "Exists"
     assert spec.resources.kueue_queue == "gpu-training"
-    assert spec.training.use_vllm is True
+    assert spec.training.generation == "vllm-colocate" and spec.training.generation_server() is None
     assert "1.5B" in spec.model.name
 
 
-@pytest.mark.parametrize("example", ["quickstart.yaml", "cluster-1.5b-8gpu.yaml"])
+@pytest.mark.parametrize(
+    "example", ["quickstart.yaml", "cluster-1.5b-8gpu.yaml", "reference-qwen2.5-coder-1.5b.yaml"]
+)
 def test_a_fully_defaulted_dump_validates_again(example: str) -> None:
     # The API server stores the spec with every CRD default filled in; that must still be valid.
     document = load_document(EXAMPLES / example)
     assert parse_document(document.model_dump(mode="json")) == document
+
+
+def test_generation_backends() -> None:
+    assert TarotRunSpec().training.generation == "transformers"
+    served = parse_document({"model": {"name": "org/coder"}, "training": {"generation": "vllm-server"}})
+    server = served.training.generation_server()
+    assert server is not None and served.training.vllm_server is None  # unset: the server's defaults
+    assert (server.url, server.gpus, server.parallel_size(), server.port) == (None, 1, 1, 8000)
+    two = parse_document(
+        {"model": {"name": "org/coder"}, "training": {"generation": "vllm-server", "vllmServer": {"gpus": 2}}}
+    )
+    assert two.training.vllm_server is not None and two.training.vllm_server.parallel_size() == 2
+    # An external server may serve any model, even one tarot builds (the user started it).
+    external = parse_document(
+        {"training": {"generation": "vllm-server", "vllmServer": {"url": "http://vllm:8000"}}}
+    )
+    assert external.model.name == "tiny"
+    found = issues({"training": {"generation": "vllm-server", "vllmServer": {"url": "vllm:8000"}}})
+    assert list(found) == ["training.vllmServer.url"]
+    for preset in ("tiny", "smollm2-135m", "/models/coder.gguf"):
+        found = issues({"model": {"name": preset}, "training": {"generation": "vllm-server"}})
+        assert list(found) == ["training.generation"] and "vllmServer.url" in found["training.generation"]
 
 
 def test_defaults_fill_an_empty_spec() -> None:

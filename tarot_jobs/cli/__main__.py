@@ -1,0 +1,3 @@
+from tarot_jobs.cli import main
+
+main()
