@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     # One line per module; each defines `register(app: typer.Typer) -> None`.
     "sandbox",
     "data",
+    "generate_tests",
     "curriculum",
     "validate",
     "crd",

@@ -1,6 +1,7 @@
 """The pipeline's work, one stage at a time; the same code runs in a pod and on a laptop.
 
     stages/     one module per stage: data, probe, select, train, evaluate, report
+    testgen/    `tarot generate-tests`: tiered tests from a model's inputs and the gold solution's outputs
     training/   inside the train stage: trl trainer subclass, phase plans, step log, metrics, checkpoints
     model/      model plumbing: loading, the tiny preset, generation, prompts, torch runtime settings
     scoring.py  pass rates of sampled completions (probe and evaluation)

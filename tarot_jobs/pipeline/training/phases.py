@@ -4,7 +4,9 @@ The run's step budget is `training.maxSteps`, or else `training.epochs` (or
 the policy's own epochs, 3 for the `-3epoch` variants) passes over the
 training problems. One optimizer step consumes
 perDeviceTrainBatchSize x processes x gradientAccumulationSteps completions,
-that is that many / numGenerations prompts. Phase i gets its fraction of the
+that is that many / numGenerations prompts, and an epoch is ceil(problems /
+prompts per step) steps (its last batch completed by the sampler, so that
+every problem is drawn once an epoch). Phase i gets its fraction of the
 budget, rounded by largest remainder so the phases add up to the budget
 exactly, and at least one step each.
 
@@ -52,13 +54,19 @@ def prompts_per_step(spec: TarotRunSpec) -> float:
     )
 
 
+def steps_per_epoch(spec: TarotRunSpec, train_problems: int) -> int:
+    """Optimizer steps of one epoch, as the trainer's sampler (trainer.EpochSampler) draws it: every
+    training problem once, the last step's batch completed with problems drawn a second time."""
+    return math.ceil(train_problems / prompts_per_step(spec))
+
+
 def total_steps(spec: TarotRunSpec, policy: CurriculumPolicy, train_problems: int) -> int:
     """The run's optimizer-step budget over all phases (never fewer steps than phases)."""
     if spec.training.max_steps is not None:
         budget = spec.training.max_steps
     else:
         epochs = spec.training.epochs if spec.training.epochs is not None else policy.epochs
-        budget = math.ceil(epochs * train_problems / prompts_per_step(spec))
+        budget = math.ceil(epochs * steps_per_epoch(spec, train_problems))
     return max(budget, len(policy.phases))
 
 

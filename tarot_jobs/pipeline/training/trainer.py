@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +27,49 @@ KEEP_CHECKPOINTS = 2
 
 
 class EpochSampler(RepeatSampler):
-    """trl's RepeatSampler whose order is a function of (seed, epoch) alone.
+    """trl's RepeatSampler whose order is a function of (seed, epoch) alone, and whose epoch draws
+    every training problem.
 
     trl's sampler draws each epoch's permutation from one generator that
     advances from epoch to epoch, so a trainer resumed in epoch e (a later
     phase's Job) would replay epoch 0's order. transformers calls
     `set_epoch(e)` before every epoch; seeding from it makes a resumed phase
-    draw exactly what the uninterrupted trainer draws, and every training
-    problem once per epoch.
+    draw exactly what the uninterrupted trainer draws.
+
+    trl also drops the last batch of an epoch (`batch_size` prompts: one
+    optimizer step's) when the permutation does not fill it, so one problem
+    or more went untrained every epoch (46 of 47 at 2 prompts per step).
+    Here that batch is completed with the first problems of the same epoch's
+    order: an epoch is ceil(problems / batch_size) batches, draws every
+    problem once, and `batch_size - problems % batch_size` problems (when
+    the remainder is not 0) a second time, in its last batch. Where the
+    batch divides the problems the draws are exactly trl's.
+    (docs/pipeline.md, "Training"; phases.total_steps counts epochs alike.)
     """
 
     def set_epoch(self, epoch: int) -> None:
         if self.shuffle:
             self.generator.manual_seed((self.seed or 0) + epoch)
+
+    def _batches_per_epoch(self) -> int:
+        return -(-self.num_samples // self.batch_size)
+
+    def __iter__(self) -> Iterator[int]:
+        if self.shuffle:
+            order = torch.randperm(self.num_samples, generator=self.generator).tolist()
+        else:
+            order = list(range(self.num_samples))
+        # Wrap around within the epoch's own order: the last batch is filled from its first problems.
+        padded = [order[i % len(order)] for i in range(self._batches_per_epoch() * self.batch_size)]
+        for start in range(0, len(padded), self.batch_size):
+            batch = padded[start : start + self.batch_size]
+            for _ in range(self.repeat_count):
+                for index in batch:
+                    for _ in range(self.mini_repeat_count):
+                        yield index
+
+    def __len__(self) -> int:
+        return self._batches_per_epoch() * self.batch_size * self.mini_repeat_count * self.repeat_count
 
 
 class TarotGRPOTrainer(GRPOTrainer):

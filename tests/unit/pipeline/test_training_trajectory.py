@@ -1,11 +1,14 @@
-"""Cutting a run into phase Jobs does not change its numbers (issue 9 item 1).
+"""Cutting a run into phase Jobs does not change its numbers (issue 9 item 1, issue 19 item 4).
 
-The same tiny run is trained twice with the same seed: once as three phase
-Jobs (each a fresh trainer; phase i > 0 resumes from phase i-1's boundary
-checkpoint), once as one uninterrupted trainer whose reward switches phase by
-step. Step logs (reward, KL, loss) and the final weights must agree. The
-first boundary falls on an epoch's end, the second inside an epoch, so both
-resume paths of transformers (with and without skipping batches) are crossed.
+The same tiny run is trained with the same seed: as three phase Jobs (each a
+fresh trainer; phase i > 0 resumes from phase i-1's boundary checkpoint), once
+in this process and once as three separate `tarot train --phase I` processes
+(as a cluster's phase Jobs run it), and as one uninterrupted trainer whose
+reward switches phase by step. Step logs (reward, KL, loss) and the final
+weights must agree. An epoch is 3 steps (5 problems, 2 prompts per step: its
+last batch is completed by the sampler); the first boundary falls inside an
+epoch, the second on an epoch's end, so both resume paths of transformers
+(with and without skipping batches) are crossed, the padded batch included.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_helpers import SHARED_MODEL_CACHE
+import yaml
+from pipeline_helpers import SHARED_MODEL_CACHE, run_tarot
 
 from tarot_jobs.curriculum.selection import Selection
 from tarot_jobs.pipeline.model.loading import ResolvedModel
-from tarot_jobs.pipeline.stages.data import RunData
+from tarot_jobs.pipeline.stages.data import RunData, write_data
+from tarot_jobs.pipeline.stages.select import write_policy
 from tarot_jobs.pipeline.stages.train import PhaseRequest, final_weights, phase_dir, train_phase
 from tarot_jobs.pipeline.training.phases import plan_phases
 from tarot_jobs.pipeline.training.steplog import COMPLETIONS_FILE, STEPS_FILE, read_jsonl
@@ -30,9 +35,12 @@ from tarot_jobs.spec.model import TarotRunSpec
 
 pytestmark = pytest.mark.slow
 
-PROBLEMS = 4  # two prompts per step: an epoch is two steps
+PROBLEMS = 5  # two prompts per step: an epoch is three steps, its last batch completed by the sampler
+STEPS_PER_EPOCH = 3
 SPEC = {
-    "model": {"name": "tiny", "dtype": "float32"},
+    # The tiny model warmed up on the bundled training split: the test builds it from load_bundled("train")
+    # (the same cache key), a `tarot train` process from this warm-up source.
+    "model": {"name": "tiny", "dtype": "float32", "tiny": {"warmupSource": "bundled:train"}},
     "curriculum": {
         "policy": "custom",
         "phases": [
@@ -43,7 +51,7 @@ SPEC = {
     },
     "reward": {"normalize": True, "formatWeight": 0.1},
     "training": {
-        "maxSteps": 6,  # phases of 2, 1 and 3 steps: boundaries after steps 2 (epoch end) and 3
+        "maxSteps": 6,  # phases of 2, 1 and 3 steps: boundaries after step 2 (inside epoch 0) and 3 (its end)
         "learningRate": 3.0e-3,
         "beta": 0.05,
         "numGenerations": 4,
@@ -108,11 +116,11 @@ def _weights(directory: Path) -> dict[str, Any]:
     return load_file(str(adapter if adapter.is_file() else directory / "model.safetensors"))
 
 
-def test_phases_reproduce_the_uninterrupted_trajectory(
-    setup: dict[str, Any], both_ways: dict[str, Path]
-) -> None:
-    cut_steps = [r for i in range(3) for r in read_jsonl(phase_dir(both_ways["cut"], i) / STEPS_FILE)]
-    whole_steps = read_jsonl(phase_dir(both_ways["whole"], 0) / STEPS_FILE)
+def _assert_same_trajectory(cut_dir: Path, whole_dir: Path, base_dir: Path) -> None:
+    """The phases in `cut_dir` (phase-0..2) reproduce the uninterrupted run in `whole_dir` (phase-0):
+    step records within float rounding (rel 1e-5), identical completions, final weights within rtol 1e-5."""
+    cut_steps = [r for i in range(3) for r in read_jsonl(phase_dir(cut_dir, i) / STEPS_FILE)]
+    whole_steps = read_jsonl(phase_dir(whole_dir, 0) / STEPS_FILE)
     assert [r["step"] for r in cut_steps] == [r["step"] for r in whole_steps] == [1, 2, 3, 4, 5, 6]
     assert [r["phase"] for r in cut_steps] == [r["phase"] for r in whole_steps] == [0, 0, 1, 2, 2, 2]
     for cut, whole in zip(cut_steps, whole_steps, strict=True):
@@ -126,30 +134,74 @@ def test_phases_reproduce_the_uninterrupted_trajectory(
     for first_of_phase in (cut_steps[2], cut_steps[3]):
         assert first_of_phase["kl"] > 0
     # Identical completions, so identical rewards for the same reasons.
-    cut_done = [c for i in range(3) for c in read_jsonl(phase_dir(both_ways["cut"], i) / COMPLETIONS_FILE)]
-    whole_done = read_jsonl(phase_dir(both_ways["whole"], 0) / COMPLETIONS_FILE)
+    cut_done = [c for i in range(3) for c in read_jsonl(phase_dir(cut_dir, i) / COMPLETIONS_FILE)]
+    whole_done = read_jsonl(phase_dir(whole_dir, 0) / COMPLETIONS_FILE)
+    assert [c["problem_id"] for c in cut_done] == [c["problem_id"] for c in whole_done]
     assert [c["completion"] for c in cut_done] == [c["completion"] for c in whole_done]
 
     import torch
 
-    cut_final, whole_final = (
-        _weights(final_weights(both_ways["cut"], 2)),
-        _weights(final_weights(both_ways["whole"], 0)),
-    )
-    base = _weights(Path(setup["base"]))
+    cut_final, whole_final = _weights(final_weights(cut_dir, 2)), _weights(final_weights(whole_dir, 0))
+    base = _weights(base_dir)
     assert cut_final.keys() == whole_final.keys()
     for name, tensor in cut_final.items():
         torch.testing.assert_close(tensor, whole_final[name], rtol=1e-5, atol=1e-6)
     assert any(not torch.equal(base[name], cut_final[name]) for name in base), "training changed nothing"
 
 
+def test_phases_reproduce_the_uninterrupted_trajectory(
+    setup: dict[str, Any], both_ways: dict[str, Path]
+) -> None:
+    _assert_same_trajectory(both_ways["cut"], both_ways["whole"], Path(setup["base"]))
+
+
+@pytest.fixture(scope="module")
+def as_processes(setup: dict[str, Any], both_ways: dict[str, Path]) -> Path:
+    """The same run as three `tarot train SPEC --phase I` processes, one after the other, as a cluster's
+    phase Jobs run it: each a fresh interpreter that reads the spec, the data stage's problems and
+    policy.json from files and builds (here: finds in the shared cache) the tiny model itself."""
+    root = setup["root"] / "processes"
+    data_dir = root / "data"
+    # A data stage's output: the run's training problems (and a held-out one, which training never reads).
+    write_data(RunData(train=setup["data"].train, heldout=load_bundled("heldout")[:1], summary={}), data_dir)
+    policy = write_policy(setup["selection"], root)
+    spec_file = root / "spec.yaml"
+    manifest = {"apiVersion": "tarot.dev/v1alpha1", "kind": "TarotRun", "metadata": {"name": "trajectory"}}
+    spec_file.write_text(yaml.safe_dump({**manifest, "spec": SPEC}))
+    out = root / "train"
+    for phase in range(3):
+        result = run_tarot(
+            "train", spec_file, "--phase", str(phase), "--out", out, "--policy", policy,
+            "--data", data_dir, "--model-cache", SHARED_MODEL_CACHE,
+        )  # fmt: skip
+        assert result.returncode == 0, f"phase {phase}: {result.stderr[-4000:]}"
+    return out
+
+
+def test_phase_processes_reproduce_the_uninterrupted_trajectory(
+    setup: dict[str, Any], both_ways: dict[str, Path], as_processes: Path
+) -> None:
+    """Separate processes carry nothing over but the files on the volume: the boundary checkpoint
+    (weights, Adam's moments, scheduler, RNG state, global step) must be all a phase needs. Same rules
+    as in one process: step records within rel 1e-5, identical completions, final weights within rtol 1e-5."""
+    plans = plan_phases(setup["spec"], setup["selection"].policy, PROBLEMS)
+    for plan in plans:
+        summary = json.loads((phase_dir(as_processes, plan.index) / "phase.json").read_text())
+        assert summary["global_step"] == plan.end_step
+        assert summary["resumed_from_step"] == (plan.step_offset or None)  # from the previous process's files
+        assert summary["world_size"] == 1
+    _assert_same_trajectory(as_processes, both_ways["whole"], Path(setup["base"]))
+
+
 def test_every_problem_is_drawn_once_per_epoch(setup: dict[str, Any], both_ways: dict[str, Path]) -> None:
+    """From the completions the phases logged: each epoch (3 steps of 2 prompts) draws all 5 problems,
+    one of them twice to fill its last step (trl's sampler drew 4 of them in 2 steps)."""
     done = [c for i in range(3) for c in read_jsonl(phase_dir(both_ways["cut"], i) / COMPLETIONS_FILE)]
     ids = {p.id for p in setup["data"].train}
-    for epoch in range(3):  # steps 2e+1 and 2e+2 make epoch e
-        drawn = [c["problem_id"] for c in done if (c["step"] - 1) // 2 == epoch]
+    for epoch in range(2):  # steps 3e+1 .. 3e+3 make epoch e
+        drawn = [c["problem_id"] for c in done if (c["step"] - 1) // STEPS_PER_EPOCH == epoch]
         assert sorted(set(drawn)) == sorted(ids), epoch
-        assert len(drawn) == PROBLEMS * 4  # each problem once, with its 4 completions
+        assert len(drawn) == STEPS_PER_EPOCH * 2 * 4  # 3 steps of 2 prompts, 4 completions each
 
 
 def test_phases_checkpoint_and_log_run_wide_steps(setup: dict[str, Any], both_ways: dict[str, Path]) -> None:
