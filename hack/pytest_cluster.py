@@ -5,7 +5,7 @@ default name, or TAROT_CLUSTER_NAME), or starts a private one for this session a
 (normal end, failure, Ctrl-C, SIGTERM); private clusters left by a killed session are removed first.
 `namespace` (per test): a fresh namespace, deleted afterwards.
 `real_node_images` (session): tarot's images built and imported into the real node.
-`operator_pod` (session): the operator installed by Helm as a pod on the real node, uninstalled at the end.
+`operator_pod` (module): the operator installed by Helm as a pod on the real node, uninstalled after the module.
 """
 
 from __future__ import annotations
@@ -196,9 +196,11 @@ def real_node_images(cluster: Cluster) -> list[str]:
     return lines
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def operator_pod(cluster: Cluster, real_node_images: list[str]) -> Iterator[JSON]:
-    """`helm install` with hack/cluster-values.yaml; uninstalled afterwards, leaving no pod behind."""
+    """`helm install` with hack/cluster-values.yaml; uninstalled after the module, leaving no pod behind.
+    Per module, not per session: a cluster-wide operator left running would also drive the runs of
+    the modules that start their own operator process."""
     helm = str(cluster.kubectl_path.parent / "helm")
     kubeconfig = ["--kubeconfig", str(cluster.kubeconfig), "-n", OPERATOR_NAMESPACE]
     install = [
