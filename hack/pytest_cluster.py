@@ -5,7 +5,7 @@ default name, or TAROT_CLUSTER_NAME), or starts a private one for this session a
 (normal end, failure, Ctrl-C, SIGTERM); private clusters left by a killed session are removed first.
 `namespace` (per test): a fresh namespace, deleted afterwards.
 `real_node_images` (session): tarot's images built and imported into the real node.
-`operator_pod` (module): the operator installed by Helm as a pod on the real node, uninstalled after the module.
+`operator_pod` (module): the operator installed by Helm as a pod on the real node, then uninstalled.
 """
 
 from __future__ import annotations
