@@ -13,6 +13,7 @@ from tarot_jobs.lifecycle.types import ChildKind, ChildRef
 from tarot_jobs.spec.model import TarotRunSpec, VllmServerSpec
 
 from .config import PodScheduling
+from .jobs import place_on_training_nodes
 from .names import JSON, RUN_LABEL, component, metadata
 
 GENERATION_SERVER = ChildRef(ChildKind.GENERATION_SERVER)
@@ -84,15 +85,7 @@ def generation_server_deployment(
         # Tensor-parallel workers share memory through /dev/shm, which a container gets only 64 MiB of.
         "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory"}}],
     }
-    node_selector = {**scheduling.node_selector, **spec.resources.node_selector}
-    if node_selector:
-        pod_spec["nodeSelector"] = node_selector
-    tolerations = [
-        *scheduling.tolerations,
-        *(t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in spec.resources.tolerations),
-    ]
-    if tolerations:
-        pod_spec["tolerations"] = tolerations
+    place_on_training_nodes(pod_spec, scheduling, spec)
     meta = metadata(run, name, COMPONENT)
     return {
         "apiVersion": "apps/v1",

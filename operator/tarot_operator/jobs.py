@@ -227,16 +227,7 @@ def stage_job(run: JSON, ref: ChildRef, spec: TarotRunSpec, settings: JobSetting
         ]
     pod_spec["containers"] = [container]
     pod_spec["volumes"] = volumes
-    # The operator's scheduling for every run, then the run's own (its nodeSelector keys win).
-    node_selector = {**settings.scheduling.node_selector, **spec.resources.node_selector}
-    if node_selector:
-        pod_spec["nodeSelector"] = node_selector
-    tolerations = [
-        *settings.scheduling.tolerations,
-        *(t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in spec.resources.tolerations),
-    ]
-    if tolerations:
-        pod_spec["tolerations"] = tolerations
+    place_on_training_nodes(pod_spec, settings.scheduling, spec)
 
     job_labels = {CHILD_LABEL: ref.suffix()}
     if spec.resources.kueue_queue is not None:
@@ -270,6 +261,20 @@ def stage_job(run: JSON, ref: ChildRef, spec: TarotRunSpec, settings: JobSetting
         job_spec.update(completions=nodes, parallelism=nodes, completionMode="Indexed")
         pod_spec["subdomain"] = name  # pod i answers as <job>-i.<job> through the headless Service
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec}
+
+
+def place_on_training_nodes(pod_spec: JSON, scheduling: PodScheduling, spec: TarotRunSpec) -> None:
+    """The operator's scheduling for every run, then the run's own (its nodeSelector keys win): where
+    the stage Jobs and the vLLM server go."""
+    node_selector = {**scheduling.node_selector, **spec.resources.node_selector}
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    tolerations = [
+        *scheduling.tolerations,
+        *(t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in spec.resources.tolerations),
+    ]
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
 
 
 def rendezvous_service(run: JSON, ref: ChildRef) -> JSON:
