@@ -249,7 +249,7 @@ def train_phase(
         summary["sandbox"] = usage.model_dump(mode="json")
         write_json_atomically(run_dir / PHASE_FILE, summary)
     ranks.barrier()  # the other processes return the summary the main process wrote
-    return read_phase_summary(out_dir, index)
+    return summary if main else read_phase_summary(out_dir, index)
 
 
 def _build_trainer(
