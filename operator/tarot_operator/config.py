@@ -189,3 +189,6 @@ class OperatorConfig:
     metrics_scrapers: tuple[dict[str, Any], ...] = field(default_factory=metrics_scrapers_from_env)
     # The environment too (the chart's defaults.sandboxSeccompProfile and sandboxRuntimeClassName).
     sandbox_confinement: SandboxConfinement = field(default_factory=SandboxConfinement.from_env)
+    # NAMESPACE/NAME of the coordination.k8s.io Lease that elects one replica (None: run alone).
+    leader_election_lease: str | None = None
+    leader_election_lease_seconds: float = 15.0

@@ -33,9 +33,11 @@ from .config import OperatorConfig
 from .kube import ApiError, Kube
 from .names import GROUP, MANAGED_BY, PLURAL, RUN_LABEL, VERSION, child_name
 from .observe import (
+    ConfigSummary,
     DeploymentSummary,
     JobSummary,
     PodSummary,
+    summarize_config,
     summarize_deployment,
     summarize_job,
     summarize_pod,
@@ -74,6 +76,17 @@ class OperatorState:
             memory.wake.set()
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf's diff base, neither stored nor read: every event is a creation without handlers to kopf, and
+    only the deletion handler (with its finalizer) and the daemons, indexes and event handlers act."""
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def _values(index: kopf.Index[RunKey, Any], key: RunKey) -> list[Any]:
     store: Iterable[Any] = index.get(key, ())
     return [value for value in store if value is not None]
@@ -93,7 +106,9 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:
         settings: kopf.OperatorSettings = kwargs["settings"]
         settings.persistence.finalizer = FINALIZER
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=ANNOTATION_PREFIX)
+        # No create/update/field handler reads kopf's diff base (its last-handled-configuration annotation):
+        # not writing it saves a PATCH of every new run, and the watch event and wake-up that follow it.
+        settings.persistence.diffbase_storage = NoDiffBase()
         settings.peering.standalone = True
         # Watching named namespaces needs no cluster-wide reads: with scanning off, kopf watches the
         # names as given instead of listing namespaces and CRDs (which a namespace-scoped Role can't).
@@ -124,14 +139,42 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:
     def tarot_sandboxes(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> Any:
         return {_run_key(namespace, labels): summarize_deployment(dict(body))}
 
+    # The run's ConfigMap, as a digest of its data: a restarted operator finds it unchanged without a request.
+    configs: dict[str, str | MetaFilterToken] = {**MANAGED, "app.kubernetes.io/component": "config"}
+
+    @kopf.index("", "v1", "configmaps", id="tarot_configs", labels=configs, registry=registry)
+    def tarot_configs(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> Any:
+        return {_run_key(namespace, labels): summarize_config(dict(body))}
+
     # -- wake-ups ----------------------------------------------------------------------------
     # `async def`: kopf awaits these on the event loop, where asyncio.Event.set() must be called
     # (a plain `def` would run in kopf's thread pool, and asyncio is not thread-safe).
 
+    # A child's event wakes its run only if the child's summary differs from what the run's last pass
+    # saw: most events of a rollout or a running Job change nothing the planner reads.
+
     @kopf.on.event("batch", "v1", "jobs", id="job-changed", labels=MANAGED, registry=registry)
+    async def job_changed(
+        body: kopf.Body, namespace: str | None, labels: kopf.Labels, type: str | None, **_: Any
+    ) -> None:
+        key = _run_key(namespace, labels)
+        memory = state.runs.get(key)
+        if memory is not None and type != "DELETED":
+            summary = summarize_job(dict(body))
+            if summary is not None and memory.seen_jobs.get(summary.name) == summary:
+                return
+        state.wake(key)
+
     @kopf.on.event("apps", "v1", "deployments", id="sandbox-changed", labels=sandboxes, registry=registry)
-    async def child_changed(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
-        state.wake(_run_key(namespace, labels))
+    async def sandbox_changed(
+        body: kopf.Body, namespace: str | None, labels: kopf.Labels, type: str | None, **_: Any
+    ) -> None:
+        key = _run_key(namespace, labels)
+        memory = state.runs.get(key)
+        unchanged = memory is not None and memory.seen_deployment == summarize_deployment(dict(body))
+        if unchanged and type != "DELETED":
+            return
+        state.wake(key)
 
     @kopf.on.event("", "v1", "pods", id="pod-changed", labels=MANAGED, registry=registry)
     async def pod_changed(namespace: str | None, labels: kopf.Labels, status: kopf.Status, **_: Any) -> None:
@@ -150,18 +193,22 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:
         jobs: kopf.Index[RunKey, JobSummary] = kwargs["tarot_jobs"]
         pods: kopf.Index[RunKey, PodSummary] = kwargs["tarot_pods"]
         sandboxes: kopf.Index[RunKey, DeploymentSummary] = kwargs["tarot_sandboxes"]
+        configs: kopf.Index[RunKey, ConfigSummary] = kwargs["tarot_configs"]
         key = (namespace, name)
         memory = state.memory(key)
         while True:
             memory.wake.clear()
-            run = copy.deepcopy(dict(body))  # the live body: kopf updates it with every watch event
+            run = _snapshot(body)  # the live body: kopf updates it with every watch event
             if run["metadata"].get("deletionTimestamp"):
                 return
             seen = Observation(
                 jobs=_values(jobs, key),
                 pods=_values(pods, key),
                 deployment=next(iter(_values(sandboxes, key)), None),
+                config=None if memory.adopted else next(iter(_values(configs, key)), None),
             )
+            memory.seen_jobs = {job.name: job for job in seen.jobs}
+            memory.seen_deployment = seen.deployment
             started = time.perf_counter()
             wait = config.resync_seconds
             try:
@@ -213,6 +260,12 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:
                     raise
 
     return registry
+
+
+def _snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of the run for one pass, without metadata.managedFields (the largest part, never read)."""
+    meta = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
+    return copy.deepcopy({**{k: v for k, v in body.items() if k != "metadata"}, "metadata": meta})
 
 
 def _run_key(namespace: str | None, labels: Mapping[str, str]) -> RunKey:

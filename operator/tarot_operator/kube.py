@@ -63,13 +63,18 @@ class Kube:
         self.client = client
 
     @classmethod
-    def connect(cls) -> Kube:
+    def connect(
+        cls, kubeconfig: str | None = None, user_agent: str = "tarot-operator", connections: int = 32
+    ) -> Kube:
+        """The in-cluster account, else the kubeconfig (`kubeconfig`, else $KUBECONFIG or ~/.kube/config)."""
         cfg = Configuration()
         try:
+            if kubeconfig is not None:
+                raise kube_config.ConfigException("a kubeconfig is named")
             kube_config.load_incluster_config(client_configuration=cfg)
         except kube_config.ConfigException:
-            kube_config.load_kube_config(client_configuration=cfg)
-        headers = {"User-Agent": "tarot-operator"}
+            kube_config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+        headers = {"User-Agent": user_agent}
         tls = (
             ssl.create_default_context(cafile=cfg.ssl_ca_cert)
             if cfg.ssl_ca_cert
@@ -80,7 +85,7 @@ class Kube:
             tls.verify_mode = ssl.CERT_NONE
         if cfg.cert_file and cfg.key_file:
             tls.load_cert_chain(cfg.cert_file, cfg.key_file)
-        limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         client = httpx.AsyncClient(
             base_url=cfg.host.rstrip("/"),
             headers=headers,
@@ -111,6 +116,10 @@ class Kube:
 
     async def get(self, path: str) -> JSON:
         return await self.request("GET", path)
+
+    async def replace(self, path: str, body: JSON) -> JSON:
+        """PUT: the whole object; with metadata.resourceVersion set, a 409 if it changed since read."""
+        return await self.request("PUT", path, body)
 
     async def merge_patch(self, path: str, body: JSON) -> JSON:
         return await self.request("PATCH", path, body, content_type="application/merge-patch+json")

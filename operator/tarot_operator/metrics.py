@@ -39,6 +39,9 @@ RECONCILE_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 API_REQUESTS = Counter("tarot_operator_api_requests", "Requests of the operator's own API client.", ["verb"])
+LEADER = Gauge(
+    "tarot_operator_leader", "1 while this replica drives the runs (leader, or alone), 0 on standby."
+)
 
 _PER_RUN = (CAPABILITY, CURRICULUM_PHASE, STEPS_COMPLETED, STEPS_TOTAL, REWARD, LAST_PROGRESS)
 

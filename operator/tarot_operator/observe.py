@@ -6,6 +6,7 @@ indexes), never whole objects, so 500 runs stay cheap to hold.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,15 @@ class PodSummary:
 class DeploymentSummary:
     name: str
     available: bool
+    replicas: int = 1  # spec.replicas: 0 once a finished run's sandbox was scaled down
+
+
+@dataclass(frozen=True)
+class ConfigSummary:
+    """The run's ConfigMap as the watch saw it: only a digest of its data (what the Jobs read)."""
+
+    name: str
+    digest: str
 
 
 def _condition(obj: JSON, type_: str) -> JSON | None:
@@ -98,8 +108,22 @@ def summarize_pod(pod: JSON) -> PodSummary | None:
 
 
 def summarize_deployment(deployment: JSON) -> DeploymentSummary:
+    replicas = (deployment.get("spec") or {}).get("replicas")
     return DeploymentSummary(
-        name=deployment["metadata"]["name"], available=_condition(deployment, "Available") is not None
+        name=deployment["metadata"]["name"],
+        available=_condition(deployment, "Available") is not None,
+        replicas=1 if replicas is None else int(replicas),
+    )
+
+
+def config_digest(data: dict[str, str]) -> str:
+    """A digest of a ConfigMap's data: the index holds a few bytes per run, not the data."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def summarize_config(config: JSON) -> ConfigSummary:
+    return ConfigSummary(
+        name=config["metadata"]["name"], digest=config_digest(dict(config.get("data") or {}))
     )
 
 

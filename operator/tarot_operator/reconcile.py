@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -36,7 +37,15 @@ from .generation import (
 from .jobs import JobSettings, needs_rendezvous_service, rendezvous_service, stage_job
 from .kube import ApiError, Kube, collection_path
 from .names import GROUP, JSON, PLURAL, VERSION, child_name
-from .observe import DeploymentSummary, JobSummary, PodSummary, observe_job, observe_sandbox
+from .observe import (
+    ConfigSummary,
+    DeploymentSummary,
+    JobSummary,
+    PodSummary,
+    config_digest,
+    observe_job,
+    observe_sandbox,
+)
 from .patching import merge_patch
 from .run_spec import parse_spec, spec_yaml
 from .sandbox import sandbox_deployment, sandbox_network_policy, sandbox_service, sandbox_url
@@ -78,6 +87,8 @@ class RunMemory:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     ensured: set[str] = field(default_factory=set)  # "Kind/name" created or found to exist
     config_data: dict[str, str] | None = None  # the ConfigMap data last written
+    config_digest: str | None = None  # the digest of the ConfigMap's data found by a new process (index)
+    config_key: tuple[Any, ...] | None = None  # what config_data was rendered from (spec, URLs, policy)
     sandbox_stopped: bool = False
     # The vLLM server's Deployment: True once made sure it runs (1 replica), False once scaled to 0,
     # None when this process does not know (no index watches it; see _stop_generation_server).
@@ -87,12 +98,39 @@ class RunMemory:
     # watch delivers a newer version, the live body is older than what this process wrote.
     written: JSON | None = None
     replaced_version: str | None = None
+    # The parsed spec and the (uid, generation) it was parsed at: the API server bumps the generation on
+    # every spec change, so a wake-up for anything else (a child, a status patch) does not parse it again.
+    spec: tuple[tuple[Any, Any], TarotRunSpec] | None = None
+    # Whether this process has taken over what the watches show of the run's earlier children (first pass).
+    adopted: bool = False
+    # The children's summaries as the last pass read them from the indexes: a watch event whose summary
+    # is the same (a Deployment's rollout counters, a Job's status timestamps) changes no decision, so
+    # it does not wake the run (handlers.py).
+    seen_jobs: dict[str, JobSummary] = field(default_factory=dict)
+    seen_deployment: DeploymentSummary | None = None
 
     def freshest(self, run: JSON) -> JSON:
-        if self.written is not None and run["metadata"].get("resourceVersion") == self.replaced_version:
+        """The live body, unless the status this process wrote is newer than it.
+
+        The watch may first deliver versions written between this process's read and its write (kopf's
+        finalizer patch, a train pod's progress): those are older than the write too. resourceVersions
+        are etcd revisions, so they compare as integers; should one not be an integer, only the version
+        the write replaced counts as older."""
+        if self.written is None:
+            return run
+        version = run["metadata"].get("resourceVersion")
+        if version == self.replaced_version or _older(
+            version, self.written["metadata"].get("resourceVersion")
+        ):
             return self.written
         self.written = self.replaced_version = None
         return run
+
+
+def _older(version: str | None, than: str | None) -> bool:
+    if version is None or than is None or not (version.isdigit() and than.isdigit()):
+        return False
+    return int(version) < int(than)
 
 
 @dataclass
@@ -102,6 +140,7 @@ class Observation:
     jobs: list[JobSummary]
     pods: list[PodSummary]
     deployment: DeploymentSummary | None
+    config: ConfigSummary | None = None
 
 
 class Reconciler:
@@ -115,10 +154,12 @@ class Reconciler:
         namespace, name = meta["namespace"], meta["name"]
         status = dict(run.get("status") or {})
         try:
-            spec = parse_spec(run)
+            spec = self._spec(run, memory)
         except ValidationError as exc:
             await self._reject(run, status, exc)
             return None
+        if not memory.adopted:
+            self.adopt(run, memory, seen)
         observed = self.observe(spec, status, memory, seen)
         plan = planner.plan(spec, status, observed, datetime.now(UTC), generation=meta.get("generation"))
         jobs = {job.ref: job for job in seen.jobs}
@@ -134,6 +175,39 @@ class Reconciler:
                 memory.written, memory.replaced_version = written, meta.get("resourceVersion")
         metrics.update_run(namespace, name, plan.status)
         return plan
+
+    @staticmethod
+    def _spec(run: JSON, memory: RunMemory) -> TarotRunSpec:
+        meta = run["metadata"]
+        key = (meta.get("uid"), meta.get("generation"))
+        if memory.spec is not None and memory.spec[0] == key and key[1] is not None:
+            return memory.spec[1]
+        spec = parse_spec(run)
+        memory.spec = (key, spec)
+        return spec
+
+    @staticmethod
+    def adopt(run: JSON, memory: RunMemory, seen: Observation) -> None:
+        """What a restarted (or newly elected) operator need not create again, from the watches alone.
+
+        The sandbox Deployment is created only after the workspace PVC, the ConfigMap, the sandbox's
+        Service and NetworkPolicy exist, and every Job only after all of them: so a Deployment or a Job
+        in the index proves those exist, and the first pass of a new process writes nothing for them."""
+        memory.adopted = True
+        name = run["metadata"]["name"]
+        sandbox = child_name(name, ChildRef(ChildKind.SANDBOX))
+        workspace = f"PersistentVolumeClaim/{child_name(name, ChildRef(ChildKind.WORKSPACE))}"
+        if seen.deployment is not None:
+            memory.ensured |= {
+                workspace,
+                f"Service/{sandbox}",
+                f"NetworkPolicy/{sandbox}",
+                f"Deployment/{sandbox}",
+            }
+        if seen.jobs:
+            memory.ensured.add(workspace)
+        if seen.config is not None:
+            memory.config_digest = seen.config.digest
 
     def observe(
         self, spec: TarotRunSpec, status: JSON, memory: RunMemory, seen: Observation
@@ -166,10 +240,13 @@ class Reconciler:
                 services.append(self._ensure(memory, run, workspace_claim(run, child_name(name, ref), spec)))
                 services.append(self._ensure_config(memory, run, spec, plan.status))
             elif ref.kind is ChildKind.SANDBOX:
-                services.append(self._ensure_sandbox(memory, run, spec, ref))
+                services.append(self._ensure_sandbox_network(memory, run, ref))
             elif ref.kind is ChildKind.GENERATION_SERVER:
                 services.append(self._ensure_generation_server(memory, run, spec))
         await asyncio.gather(*services)
+        # The sandbox Deployment last: its presence in the index then proves the others exist (adopt).
+        if ChildRef(ChildKind.SANDBOX) in plan.children:
+            await self._ensure_sandbox(memory, run, spec, ChildRef(ChildKind.SANDBOX))
         # Jobs only after the ConfigMap holds what they read (a train pod needs policy.json at start).
         for ref in plan.children:
             if ref.kind not in SERVICE_KINDS and ref not in jobs:
@@ -179,32 +256,37 @@ class Reconciler:
         if GENERATION_SERVER not in plan.children:
             await self._stop_generation_server(memory, run, spec, plan.status)
 
-    async def _ensure_sandbox(self, memory: RunMemory, run: JSON, spec: TarotRunSpec, ref: ChildRef) -> None:
+    async def _ensure_sandbox_network(self, memory: RunMemory, run: JSON, ref: ChildRef) -> None:
         name = child_name(run["metadata"]["name"], ref)
-        image = spec.images.sandbox or self.config.sandbox_image
-        replicas = 0 if self.config.job_sandbox is JobSandbox.IN_PROCESS else spec.sandbox.replicas
         await asyncio.gather(
             self._ensure(memory, run, sandbox_network_policy(run, name, self.config.metrics_scrapers)),
             self._ensure(memory, run, sandbox_service(run, name)),
-            self._ensure(
-                memory,
-                run,
-                sandbox_deployment(
-                    run,
-                    name,
-                    spec,
-                    image,
-                    replicas,
-                    self.config.pod_labels,
-                    self.config.pod_scheduling,
-                    self.config.sandbox_confinement,
-                ),
-            ),
         )
+
+    async def _ensure_sandbox(self, memory: RunMemory, run: JSON, spec: TarotRunSpec, ref: ChildRef) -> None:
+        name = child_name(run["metadata"]["name"], ref)
+        if f"Deployment/{name}" in memory.ensured:
+            return  # before building it: the builder is the costliest of the children's
+        image = spec.images.sandbox or self.config.sandbox_image
+        replicas = 0 if self.config.job_sandbox is JobSandbox.IN_PROCESS else spec.sandbox.replicas
+        deployment = sandbox_deployment(
+            run,
+            name,
+            spec,
+            image,
+            replicas,
+            self.config.pod_labels,
+            self.config.pod_scheduling,
+            self.config.sandbox_confinement,
+        )
+        await self._ensure(memory, run, deployment)
 
     async def _stop_sandbox(self, memory: RunMemory, run: JSON, deployment: DeploymentSummary | None) -> None:
         """A finished run's sandbox serves nobody: scale it to zero (kept, like the finished Jobs)."""
         if deployment is None or memory.sandbox_stopped:
+            return
+        if deployment.replicas == 0:  # stopped before (by this or an earlier process)
+            memory.sandbox_stopped = True
             return
         path = object_path("Deployment", run["metadata"]["namespace"], deployment.name)
         await self._ignore_missing(self.kube.merge_patch(path, {"spec": {"replicas": 0}}))
@@ -313,10 +395,24 @@ class Reconciler:
         policy = None
         if status.get("policy") is not None:
             policy = json.dumps(planner.selection(spec, status).model_dump(mode="json"))
+        key = (spec, url, server_url, policy)
+        last = memory.config_key
+        if memory.config_data is not None and last is not None and last[0] is spec and last[1:] == key[1:]:
+            return  # the same inputs as the data last written: no need to render spec.yaml again
         config = run_config(run, spec_yaml(spec, url, server_url), policy)
+        memory.config_key = key
         if memory.config_data == config["data"]:
             return
         namespace, name = run["metadata"]["namespace"], config["metadata"]["name"]
+        if memory.config_data is None and memory.config_digest is not None:
+            # A new process: the ConfigMap exists (the index saw it); write it only if its data differs.
+            found, memory.config_digest = memory.config_digest, None
+            if found == config_digest(config["data"]):
+                memory.config_data = config["data"]
+                return
+            await self.kube.merge_patch(object_path("ConfigMap", namespace, name), {"data": config["data"]})
+            memory.config_data = config["data"]
+            return
         if memory.config_data is None:
             try:
                 await self.kube.create(object_path("ConfigMap", namespace), config)

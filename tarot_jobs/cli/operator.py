@@ -91,6 +91,22 @@ def run_command(
             min=1.0, envvar="TAROT_OPERATOR_RESYNC_SECONDS", help="Reconcile every run at least this often."
         ),
     ] = 60.0,
+    leader_election_lease: Annotated[
+        str | None,
+        typer.Option(
+            envvar="TAROT_OPERATOR_LEADER_ELECTION_LEASE",
+            help="NAMESPACE/NAME of a coordination.k8s.io Lease: run as one of several replicas, driving "
+            "runs only while holding it (default: alone, no election).",
+        ),
+    ] = None,
+    leader_election_lease_seconds: Annotated[
+        float,
+        typer.Option(
+            min=3.0,
+            envvar="TAROT_OPERATOR_LEADER_ELECTION_LEASE_SECONDS",
+            help="Seconds a silent leader's Lease holds before a standby takes over (renewed every 2/15).",
+        ),
+    ] = 15.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Watch TarotRuns and run each one: workspace, sandbox, data, probe, phases, evaluation."""
@@ -114,7 +130,16 @@ def run_command(
         pod_labels=_labels(pod_label or []),
         model_cache=model_cache or DEFAULT_MODEL_CACHE,
         resync_seconds=resync_seconds,
+        leader_election_lease=leader_election_lease,
+        leader_election_lease_seconds=leader_election_lease_seconds,
     )
+    if leader_election_lease is not None:
+        from tarot_operator.leader import LeaseSettings
+
+        try:
+            LeaseSettings.parse(leader_election_lease, leader_election_lease_seconds)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--leader-election-lease") from None
     run(config, verbose=verbose)
 
 

@@ -423,6 +423,37 @@ def test_namespace_scoped_rbac_grants_nothing_cluster_wide(optional_objects: lis
         assert _granted([role]) == documented
 
 
+def test_two_replicas_elect_a_leader_on_the_release_lease(helm_bin: Path) -> None:
+    """replicaCount > 1: the leader election Lease named in the pods' environment, and a Role granting only
+    that Lease's kind in the release's namespace; standbys are Ready, so a rolling update may surge."""
+    objs = objects(render(helm_bin, {"replicaCount": 2, "leaderElection": {"leaseSeconds": 10}}))
+    deployment = _one(objs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["TAROT_OPERATOR_LEADER_ELECTION_LEASE"]["value"] == "tarot-system/tarot"
+    assert env["TAROT_OPERATOR_LEADER_ELECTION_LEASE_SECONDS"]["value"] == "10"
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    role = next(r for r in _of_kind(objs, "Role") if r["metadata"]["name"] == "tarot-leader-election")
+    assert role["metadata"]["namespace"] == "tarot-system"
+    assert _granted([role]) == {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
+    [binding] = [b for b in _of_kind(objs, "RoleBinding") if b["metadata"]["name"] == "tarot-leader-election"]
+    assert binding["roleRef"]["name"] == "tarot-leader-election"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "tarot", "namespace": "tarot-system"}]
+    # The operator's own rules are unchanged by the replica count.
+    assert _granted([_one(objs, "ClusterRole")]) == _operator_calls()
+
+
+def test_one_replica_runs_alone(default_objects: list[dict[str, Any]]) -> None:
+    (container,) = _one(default_objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert not any(e["name"].startswith("TAROT_OPERATOR_LEADER_ELECTION") for e in container["env"])
+    assert not _of_kind(default_objects, "Role")
+
+
 def test_rbac_create_false_renders_no_rbac(helm_bin: Path) -> None:
     objs = objects(render(helm_bin, {"rbac": {"create": False}}))
     assert not {o["kind"] for o in objs} & {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}

@@ -21,10 +21,14 @@ is no delete verb.
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]
-# The workspace PVC and the ConfigMap of the run's spec and policy.
+# The workspace PVC and the ConfigMap of the run's spec and policy (the ConfigMaps also watched: a kopf index
+# of their data's digest lets a restarted operator find them unchanged without a request).
 - apiGroups: [""]
-  resources: [persistentvolumeclaims, configmaps]
+  resources: [persistentvolumeclaims]
   verbs: [get, create, patch]
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, list, watch, create, patch]
 # The sandbox Service (and a multi-node phase's headless one), the progress ServiceAccount.
 - apiGroups: [""]
   resources: [services, serviceaccounts]
@@ -57,4 +61,11 @@ is no delete verb.
 - apiGroups: [""]
   resources: [namespaces]
   verbs: [list, watch]
+{{- end }}
+
+{{/* Leader election (replicaCount > 1): the release's Lease, in the release's namespace. */}}
+{{- define "tarot.leaderElectionRules" -}}
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [get, create, update]
 {{- end }}

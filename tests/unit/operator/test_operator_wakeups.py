@@ -23,7 +23,8 @@ from kopf._core.intents import causes
 from tarot_operator.config import OperatorConfig
 from tarot_operator.handlers import OperatorState, build_registry
 from tarot_operator.kube import Kube
-from tarot_operator.names import GROUP, PLURAL, RUN_LABEL, VERSION
+from tarot_operator.names import CHILD_LABEL, GROUP, PLURAL, RUN_LABEL, VERSION
+from tarot_operator.observe import summarize_deployment, summarize_job
 from tarot_operator.reconcile import Observation, RunMemory
 
 NAMESPACE, RUN = "ns", "r1"
@@ -106,7 +107,11 @@ def _handler(registry: kopf.OperatorRegistry, handler_id: str) -> Callable[..., 
 
 async def _deliver(registry: kopf.OperatorRegistry, handler_id: str) -> None:
     """One watch event to one handler, as kopf's watcher delivers it (kopf._core.actions.execution)."""
-    resource, body = EVENTS[handler_id]
+    await _deliver_body(registry, handler_id, EVENTS[handler_id][1])
+
+
+async def _deliver_body(registry: kopf.OperatorRegistry, handler_id: str, body: dict[str, Any]) -> None:
+    resource = EVENTS[handler_id][0]
     cause = causes.WatchingCause(
         logger=logging.getLogger("test"),
         indices={},  # kopf passes the indexes to every handler; none of these reads one
@@ -152,10 +157,13 @@ class Daemon:
         self.registry = build_registry(self.state)
         self.task: asyncio.Task[Any] | None = None
 
-    async def start(self) -> None:
-        """Its first pass done, waiting for a wake-up."""
+    async def start(self, **seen: list[Any]) -> None:
+        """Its first pass done (having seen `seen`: index name -> this run's summaries), waiting."""
         drive = _handler(self.registry, "reconcile")
-        indexes: dict[str, dict[Any, Any]] = {"tarot_jobs": {}, "tarot_pods": {}, "tarot_sandboxes": {}}
+        indexes: dict[str, dict[Any, Any]] = {
+            name: ({KEY: seen[name]} if name in seen else {})
+            for name in ("tarot_jobs", "tarot_pods", "tarot_sandboxes", "tarot_configs")
+        }
         self.task = asyncio.create_task(
             drive(namespace=NAMESPACE, name=RUN, body=RUN_BODY, logger=logging.getLogger("test"), **indexes)
         )
@@ -203,6 +211,31 @@ def test_wake_ups_during_a_pass_make_one_more_pass() -> None:
             reconciler.gate.set()
             # The changes are seen by one more pass, not by one pass each.
             assert await reconciler.reached(3), reconciler.passes
+        finally:
+            await daemon.stop()
+
+    _on_debug_loop(scenario)
+
+
+def test_an_event_that_changes_no_summary_does_not_wake() -> None:
+    """A rollout's or a Job's status churn: the summary the last pass read is the same, so no pass."""
+
+    async def scenario() -> None:
+        daemon = Daemon()
+        _, deployment = EVENTS["sandbox-changed"]
+        _, job = EVENTS["job-changed"]
+        labelled = {**job, "metadata": {**job["metadata"], "labels": {**job["metadata"]["labels"]}}}
+        labelled["metadata"]["labels"][CHILD_LABEL] = "data"
+        seen_job = summarize_job(labelled)
+        assert seen_job is not None
+        await daemon.start(tarot_sandboxes=[summarize_deployment(deployment)], tarot_jobs=[seen_job])
+        try:
+            await daemon.deliver("sandbox-changed")
+            await _deliver_body(daemon.registry, "job-changed", labelled)
+            assert await daemon.reconciler.reached(1), daemon.reconciler.passes
+            available = {**deployment, "status": {"conditions": [{"type": "Available", "status": "True"}]}}
+            await _deliver_body(daemon.registry, "sandbox-changed", available)
+            assert await daemon.reconciler.reached(2), daemon.reconciler.passes
         finally:
             await daemon.stop()
 
