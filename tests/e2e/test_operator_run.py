@@ -15,10 +15,9 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from operator_helpers import running_operator
+from operator_helpers import RUNS, jobs, pods_of, run_manifest, running_operator, running_pod, wait_phase
 from pod_runner.kube_api import JSON
 from pytest_cluster import Cluster
 from tarot_operator.process import OperatorProcess
@@ -27,91 +26,11 @@ from tarot_jobs.pipeline.training.checkpoints import complete_checkpoints
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
-RUNS = "/apis/tarot.dev/v1alpha1/namespaces/{ns}/tarotruns"
-
-# Two phases (the fewest Jobs that still hand a checkpoint from one phase to the next), tiny numbers.
-SPEC: JSON = {
-    "model": {"name": "tiny", "dtype": "float32"},
-    "dataset": {"source": "bundled"},
-    "probe": {"problems": 2, "samples": 2, "temperature": 0.7, "maxNewTokens": 48},
-    "curriculum": {
-        "policy": "custom",
-        "phases": [
-            {"start": 0.0, "end": 0.5, "tiers": ["basic"]},
-            {"start": 0.5, "end": 1.0, "tiers": ["basic", "intermediate", "complex", "edge"]},
-        ],
-    },
-    "training": {
-        "maxSteps": 4,
-        "learningRate": 1.0e-4,
-        "numGenerations": 4,
-        "perDeviceTrainBatchSize": 4,
-        "maxCompletionLength": 48,
-        "temperature": 0.6,
-        "saveSteps": 1,
-        "maxRetries": 2,
-    },
-    "sandbox": {"workers": 1, "timeLimitSeconds": 2, "memoryLimitMb": 256},
-    "evaluation": {"problems": 2, "samples": 1, "temperature": 0.0, "maxNewTokens": 48},
-    "resources": {"cpu": "500m", "memory": "1Gi"},
-    "storage": {"size": "1Gi"},
-}
-
-
-def run_manifest(name: str, **overrides: Any) -> JSON:
-    spec = json.loads(json.dumps(SPEC))
-    for path, value in overrides.items():
-        target = spec
-        *parents, leaf = path.split("__")
-        for key in parents:
-            target = target.setdefault(key, {})
-        target[leaf] = value
-    return {"apiVersion": "tarot.dev/v1alpha1", "kind": "TarotRun", "metadata": {"name": name}, "spec": spec}
-
 
 @pytest.fixture(scope="module")
 def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     with running_operator(cluster, tmp_path_factory.mktemp("operator"), "--resync-seconds", "30") as process:
         yield process
-
-
-def get_run(cluster: Cluster, namespace: str, name: str) -> JSON:
-    return cluster.api.get(f"{RUNS.format(ns=namespace)}/{name}")
-
-
-def run_phase(cluster: Cluster, namespace: str, name: str) -> str | None:
-    return (get_run(cluster, namespace, name).get("status") or {}).get("phase")
-
-
-def wait_phase(cluster: Cluster, namespace: str, name: str, phase: str, timeout: float) -> JSON:
-    def reached() -> JSON | None:
-        run = get_run(cluster, namespace, name)
-        status = run.get("status") or {}
-        if status.get("phase") == "Failed" and phase != "Failed":
-            raise AssertionError(f"the run failed: {json.dumps(status.get('conditions'), indent=1)}")
-        return run if status.get("phase") == phase else None
-
-    return cluster.wait_for(f"run {name} to reach {phase}", reached, timeout=timeout, interval=1.0)
-
-
-def jobs(cluster: Cluster, namespace: str) -> dict[str, JSON]:
-    items = cluster.api.get(f"/apis/batch/v1/namespaces/{namespace}/jobs")["items"]
-    return {job["metadata"]["name"]: job for job in items}
-
-
-def pods_of(cluster: Cluster, namespace: str, job: str) -> list[JSON]:
-    selector = {"labelSelector": f"batch.kubernetes.io/job-name={job}"}
-    pods = cluster.api.get(f"/api/v1/namespaces/{namespace}/pods", params=selector)["items"]
-    return sorted(pods, key=lambda p: p["metadata"]["creationTimestamp"])
-
-
-def running_pod(cluster: Cluster, namespace: str, job: str) -> JSON | None:
-    for pod in pods_of(cluster, namespace, job):
-        statuses = (pod.get("status") or {}).get("containerStatuses") or []
-        if statuses and "running" in (statuses[0].get("state") or {}):
-            return pod
-    return None
 
 
 def workspace_dir(cluster: Cluster, namespace: str, run: str) -> Path:
