@@ -73,9 +73,9 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from tarot_jobs.curriculum.policy import tier_letters
-from tarot_jobs.curriculum.selection import Selection, select_policy
 from tarot_jobs.lifecycle.results import DataResult, EvaluateResult, ProbeResult, TrainResult
 from tarot_jobs.lifecycle.types import ChildKind, ChildRef, ChildState, ObservedChild, Plan, RunEvent
+from tarot_jobs.pipeline.selection import Selection, select_policy
 from tarot_jobs.pipeline.training.phases import plan_phases
 from tarot_jobs.problems.model import Tier
 from tarot_jobs.spec.model import TarotRunSpec

@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 from tarot_jobs.atomic import COMPLETE_MARKER, is_complete, write_atomically, write_json_atomically
-from tarot_jobs.curriculum.selection import Selection
 from tarot_jobs.pipeline.errors import StageError
 from tarot_jobs.pipeline.model.loading import (
     ResolvedModel,
@@ -52,6 +51,7 @@ from tarot_jobs.pipeline.model.loading import (
 from tarot_jobs.pipeline.model.prompts import render_prompt
 from tarot_jobs.pipeline.model.runtime import prepare_runtime
 from tarot_jobs.pipeline.sandbox_usage import CountingSandbox
+from tarot_jobs.pipeline.selection import Selection
 from tarot_jobs.pipeline.stages.data import RunData
 from tarot_jobs.pipeline.training.checkpoints import (
     CHECKPOINT_PREFIX,
@@ -60,19 +60,11 @@ from tarot_jobs.pipeline.training.checkpoints import (
     remove_leftovers,
 )
 from tarot_jobs.pipeline.training.phases import PhasePlan, plan_phases
+from tarot_jobs.pipeline.workspace import final_weights, phase_dir
 from tarot_jobs.sandbox.types import SandboxBackend
 from tarot_jobs.spec.model import TarotRunSpec, TrainingSpec
 
 PHASE_FILE = "phase.json"
-FINAL_DIR = "final"
-
-
-def phase_dir(out_dir: Path, index: int) -> Path:
-    return out_dir / f"phase-{index}"
-
-
-def final_weights(out_dir: Path, index: int) -> Path:
-    return phase_dir(out_dir, index) / FINAL_DIR
 
 
 def phase_complete(out_dir: Path, index: int) -> bool:

@@ -14,8 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tarot_jobs.cli.stage_results import train_result
-from tarot_jobs.lifecycle.results import SandboxServiceResult, TrainResult
+from tarot_jobs.lifecycle.results import SandboxServiceResult, TrainResult, train_result
 from tarot_jobs.pipeline.sandbox_usage import CountingSandbox
 from tarot_jobs.sandbox.client import HttpSandbox
 from tarot_jobs.sandbox.local import LocalSandbox
