@@ -12,8 +12,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-from kubernetes.client import Configuration
-from kubernetes.config import kube_config
 
 JSON = dict[str, Any]
 
@@ -30,6 +28,10 @@ class KubeApi:
     """Minimal REST access to one API server, thread-safe (httpx.Client is)."""
 
     def __init__(self, kubeconfig: str, timeout: float = 30.0) -> None:
+        # Imported here: tests/conftest.py imports this module, and the unit tests run without kubernetes.
+        from kubernetes.client import Configuration
+        from kubernetes.config import kube_config
+
         cfg = Configuration()
         kube_config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
         self.host = cfg.host.rstrip("/")

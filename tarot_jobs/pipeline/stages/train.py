@@ -1,6 +1,6 @@
 """The training stage: one curriculum phase of GRPO (`tarot train SPEC --phase I --out DIR`).
 
-A run is ONE training trajectory (DESIGN.md, "Training"), as in the reference:
+A run is ONE training trajectory (docs/pipeline.md, "Training"), as in the reference:
 one trainer whose tiered reward switches phase by the run-wide step. Each
 phase Job is a cut of it. Every phase's trainer is configured for the whole
 run (step budget, learning-rate schedule, seed and sampler order) with the
