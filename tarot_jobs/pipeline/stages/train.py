@@ -309,36 +309,14 @@ def _build_trainer(
     cuda = torch.cuda.is_available()
     dtype = torch_dtype(spec.model.dtype, tiny)
     config = GRPOConfig(
-        output_dir=str(run_dir),
-        # The whole run's budget: the schedule and the trainer's progress are the trajectory's,
-        # whichever phase this Job trains; StopAtBoundary ends the Job at the phase's last step.
-        max_steps=plans[-1].end_step,
-        learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler_type,
-        warmup_steps=t.warmup_ratio,  # transformers reads a float in [0, 1) as a share of max_steps
-        loss_type=t.loss_type,
-        beta=t.beta,
-        num_generations=t.num_generations,
-        per_device_train_batch_size=t.per_device_train_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        max_completion_length=t.max_completion_length,
-        temperature=t.temperature,
-        reward_weights=[1.0, spec.reward.format_weight],
-        **generation_options(t),
-        gradient_checkpointing=t.gradient_checkpointing,
-        # Every parameter of a causal LM (or LoRA adapter) gets a gradient each step: DDP need not search
-        # the graph for unused ones (transformers' default does, and warns about it every run).
-        ddp_find_unused_parameters=False,
-        seed=t.seed,
-        save_strategy="steps",
-        save_steps=t.save_steps,
-        logging_steps=t.logging_steps,
-        report_to=[],
-        disable_tqdm=True,
-        use_cpu=not cuda,
-        bf16=cuda and dtype == torch.bfloat16,
-        fp16=cuda and dtype == torch.float16,
-        log_level="warning",
+        **grpo_config_arguments(
+            spec,
+            run_dir,
+            plans[-1].end_step,
+            cuda=cuda,
+            bf16=cuda and dtype == torch.bfloat16,
+            fp16=cuda and dtype == torch.float16,
+        )
     )
     metrics = TrainMetrics()
     metrics.start_phase(request.phase, plans[-1].end_step)
@@ -379,6 +357,47 @@ def _build_trainer(
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     return trainer, logger, yardstick
+
+
+def grpo_config_arguments(
+    spec: TarotRunSpec, run_dir: Path, max_steps: int, *, cuda: bool, bf16: bool, fp16: bool
+) -> dict[str, Any]:
+    """trl GRPOConfig's keyword arguments for a phase of this run: every spec.training field that trl
+    reads lands here (tests/unit/pipeline/test_grpo_config.py fails on a new field that is neither
+    mapped here nor named there as read elsewhere)."""
+    t = spec.training
+    return dict(
+        output_dir=str(run_dir),
+        # The whole run's budget: the schedule and the trainer's progress are the trajectory's,
+        # whichever phase this Job trains; StopAtBoundary ends the Job at the phase's last step.
+        max_steps=max_steps,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_ratio,  # transformers reads a float in [0, 1) as a share of max_steps
+        loss_type=t.loss_type,
+        beta=t.beta,
+        num_generations=t.num_generations,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        max_completion_length=t.max_completion_length,
+        temperature=t.temperature,
+        reward_weights=[1.0, spec.reward.format_weight],
+        **generation_options(t),
+        gradient_checkpointing=t.gradient_checkpointing,
+        # Every parameter of a causal LM (or LoRA adapter) gets a gradient each step: DDP need not search
+        # the graph for unused ones (transformers' default does, and warns about it every run).
+        ddp_find_unused_parameters=False,
+        seed=t.seed,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        logging_steps=t.logging_steps,
+        report_to=[],
+        disable_tqdm=True,
+        use_cpu=not cuda,
+        bf16=bf16,
+        fp16=fp16,
+        log_level="warning",
+    )
 
 
 def generation_options(training: TrainingSpec) -> dict[str, Any]:
