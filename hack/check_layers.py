@@ -70,7 +70,7 @@ def _imports(path: Path, module: str) -> Iterator[tuple[int, str]]:
 def violations(
     repo: Path, layers: Sequence[Sequence[str]] = LAYERS, sources: Mapping[str, str] = SOURCES
 ) -> list[str]:
-    """One line per import that runs up the layers or sideways within one."""
+    """One line per import that runs up the layers or across one."""
     found: set[tuple[str, int, str]] = set()
     for top, relative in sources.items():
         root = repo / relative
@@ -83,7 +83,7 @@ def violations(
                 other = layer_of(imported, layers)
                 if other is None or other[1] == own[1] or other[0] > own[0]:
                     continue
-                where = "up" if other[0] < own[0] else "sideways"
+                where = "up" if other[0] < own[0] else "across"
                 what = f"{own[1]} imports {other[1]} ({where} the layers)"
                 found.add((str(path.relative_to(repo)), line, what))
     return [f"{where}:{line}: {what}" for where, line, what in sorted(found)]

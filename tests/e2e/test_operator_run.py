@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from operator_helpers import running_operator
+from pipeline_helpers import TINY_RUN_SPEC
 from pod_runner.kube_api import JSON
 from pytest_cluster import Cluster
 from tarot_operator.process import OperatorProcess
@@ -32,9 +33,8 @@ RUNS = "/apis/tarot.dev/v1alpha1/namespaces/{ns}/tarotruns"
 
 # Two phases (the fewest Jobs that still hand a checkpoint from one phase to the next), tiny numbers.
 SPEC: JSON = {
-    "model": {"name": "tiny", "dtype": "float32"},
-    "dataset": {"source": "bundled"},
-    "probe": {"problems": 2, "samples": 2, "temperature": 0.7, "maxNewTokens": 48},
+    **TINY_RUN_SPEC,
+    "probe": {**TINY_RUN_SPEC["probe"], "samples": 2, "maxNewTokens": 48},
     "curriculum": {
         "policy": "custom",
         "phases": [
@@ -43,19 +43,13 @@ SPEC: JSON = {
         ],
     },
     "training": {
+        **TINY_RUN_SPEC["training"],
         "maxSteps": 4,
-        "learningRate": 1.0e-4,
-        "numGenerations": 4,
-        "perDeviceTrainBatchSize": 4,
         "maxCompletionLength": 48,
-        "temperature": 0.6,
         "saveSteps": 1,
         "maxRetries": 2,
     },
-    "sandbox": {"workers": 1, "timeLimitSeconds": 2, "memoryLimitMb": 256},
-    "evaluation": {"problems": 2, "samples": 1, "temperature": 0.0, "maxNewTokens": 48},
-    "resources": {"cpu": "500m", "memory": "1Gi"},
-    "storage": {"size": "1Gi"},
+    "evaluation": {**TINY_RUN_SPEC["evaluation"], "maxNewTokens": 48},
 }
 
 
