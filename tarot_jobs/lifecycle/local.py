@@ -138,6 +138,7 @@ class LocalExecutor:
         self.spec, self.wd, self.reporter, self.stages, self.clock = spec, wd, reporter, stages, clock
         self.observed: dict[ChildRef, ObservedChild] = {}
         self.status = self._load_status()
+        self.selection: Selection | None = None  # the planner's, from its last plan
 
     def run(self) -> dict[str, Any]:
         """Drive the run to Succeeded (status in DIR/status.json); raises the error that failed it."""
@@ -160,7 +161,7 @@ class LocalExecutor:
 
     def plan(self) -> Plan:
         result = planner.plan(self.spec, self.status, self.observed, self.clock())
-        self.status = result.status
+        self.status, self.selection = result.status, result.selection
         write_json_atomically(self.wd.status, result.status)
         for event in result.events:
             self.reporter.log(f"{event.reason}: {event.message}")
@@ -198,7 +199,8 @@ class LocalExecutor:
             return self.stages.probe()
         if kind is ChildKind.TRAIN:
             assert child.index is not None
-            return self.stages.train(child.index, planner.selection(self.spec, self.status), self._on_step)
+            assert self.selection is not None  # a train step is planned only once the policy is selected
+            return self.stages.train(child.index, self.selection, self._on_step)
         return self.stages.evaluate(final=kind is ChildKind.EVALUATE_AFTER)
 
     def _on_step(self, record: Mapping[str, Any]) -> None:
