@@ -27,13 +27,13 @@
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/images-env.sh"
+log() { echo "[images $(date -u +%H:%M:%S)] $*" >&2; }
+
 CACHE="${TAROT_CACHE}/images"
 SUITE="${TAROT_BASE_SUITE:-bookworm}"
 BASE_IMAGE="localhost/tarot-base:${SUITE}"
 # The images' python3: Debian bookworm's and python:3.11-slim's; set it for a trainer base with another.
 IMAGE_PYTHON_VERSION="${IMAGE_PYTHON_VERSION:-3.11}"
-
-log() { echo "[images $(date -u +%H:%M:%S)] $*" >&2; }
 
 ensure_base() {
   need mmdebstrap; need podman

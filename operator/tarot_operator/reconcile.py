@@ -20,15 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tarot_jobs.lifecycle import planner
-from tarot_jobs.lifecycle.types import (
-    SERVICE_KINDS,
-    ChildKind,
-    ChildRef,
-    ChildState,
-    ObservedChild,
-    Plan,
-    RunEvent,
-)
+from tarot_jobs.lifecycle.types import ChildKind, ChildRef, ChildState, ObservedChild, Plan, RunEvent
 from tarot_jobs.spec.model import TarotRunSpec
 
 from . import metrics
@@ -254,7 +246,7 @@ class Reconciler:
             await self._ensure_sandbox(memory, run, spec, ChildRef(ChildKind.SANDBOX))
         # Jobs only after the ConfigMap holds what they read (a train pod needs policy.json at start).
         for ref in plan.children:
-            if ref.kind not in SERVICE_KINDS and ref not in jobs:
+            if ref.kind not in planner.SERVICE_KINDS and ref not in jobs:
                 await self._create_job(memory, run, spec, plan, ref)
         if ChildRef(ChildKind.SANDBOX) not in plan.children:
             await self._stop_sandbox(memory, run, deployment)

@@ -74,26 +74,18 @@ from pydantic import BaseModel, ValidationError
 
 from tarot_jobs.curriculum.policy import tier_letters
 from tarot_jobs.lifecycle.results import DataResult, EvaluateResult, ProbeResult, TrainResult
-from tarot_jobs.lifecycle.types import (
-    SERVICE_KINDS,
-    ChildKind,
-    ChildRef,
-    ChildState,
-    ObservedChild,
-    Plan,
-    RunEvent,
-)
+from tarot_jobs.lifecycle.types import ChildKind, ChildRef, ChildState, ObservedChild, Plan, RunEvent
 from tarot_jobs.pipeline.selection import Selection, select_policy
 from tarot_jobs.pipeline.training.phases import plan_phases
 from tarot_jobs.problems.model import Tier
 from tarot_jobs.spec.model import TarotRunSpec, issues_from
 from tarot_jobs.spec.status import (
     COMPLETE,
+    CONDITION_MESSAGE_LIMIT,
     DATA_READY,
     EVALUATED,
     FAILED,
     FINAL_PHASES,
-    MAX_MESSAGE,
     POLICY_SELECTED,
     PROBED,
     QUEUED,
@@ -120,6 +112,8 @@ DATA = ChildRef(ChildKind.DATA)
 PROBE = ChildRef(ChildKind.PROBE)
 EVALUATE_BEFORE = ChildRef(ChildKind.EVALUATE_BEFORE)
 EVALUATE_AFTER = ChildRef(ChildKind.EVALUATE_AFTER)
+# The kinds that serve the run (a volume, Deployments) rather than do one of its steps (the stage Jobs).
+SERVICE_KINDS = (ChildKind.WORKSPACE, ChildKind.SANDBOX, ChildKind.GENERATION_SERVER)
 
 
 def train(index: int) -> ChildRef:
@@ -189,7 +183,7 @@ def invalid_spec(status: Mapping[str, Any] | None, exc: ValidationError, now: da
         "status": "True",
         "lastTransitionTime": when,
         "reason": "InvalidSpec",
-        "message": message[:MAX_MESSAGE],
+        "message": message[:CONDITION_MESSAGE_LIMIT],
     }
     return Plan(
         children=[],
@@ -628,7 +622,7 @@ class _Planning:
             else (old.observed_generation if old else None),
             last_transition_time=since,
             reason=reason,
-            message=message[:MAX_MESSAGE],
+            message=message[:CONDITION_MESSAGE_LIMIT],
         )
         if old is None:
             conditions.append(new)

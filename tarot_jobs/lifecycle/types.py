@@ -36,10 +36,6 @@ class ChildKind(StrEnum):
     EVALUATE_AFTER = "evaluate-after"  # evaluation of the final model
 
 
-# The kinds that serve the run (a volume, Deployments) rather than do one of its steps (the stage Jobs).
-SERVICE_KINDS = (ChildKind.WORKSPACE, ChildKind.SANDBOX, ChildKind.GENERATION_SERVER)
-
-
 @dataclass(frozen=True, order=True)
 class ChildRef:
     """One child of a run; `index` only for kinds that repeat (TRAIN)."""
