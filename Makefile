@@ -13,6 +13,7 @@ quickstart: install  ## The local quickstart: tiny model, bundled problems, CPU.
 lint:
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
+	$(PYTHON) hack/check_layers.py
 
 typecheck:
 	$(PYTHON) -m mypy

@@ -27,11 +27,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from tarot_jobs.curriculum.selection import select_policy
 from tarot_jobs.pipeline.model.loading import default_model_cache, resolve_base_model
+from tarot_jobs.pipeline.selection import select_policy
 from tarot_jobs.pipeline.stages.data import prepare_data
-from tarot_jobs.pipeline.stages.train import PhaseRequest, phase_dir, train_phase
+from tarot_jobs.pipeline.stages.train import PhaseRequest, train_phase
 from tarot_jobs.pipeline.training.steplog import STEPS_FILE, read_jsonl
+from tarot_jobs.pipeline.workspace import phase_dir
 from tarot_jobs.sandbox.local import LocalSandbox
 from tarot_jobs.spec.model import TarotRunSpec
 

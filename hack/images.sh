@@ -26,20 +26,14 @@
 # trainer-cpu only: CPU_TORCH (default torch==<this machine's torch version>, what the tests ran with).
 set -euo pipefail
 
-HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "${HACK_DIR}/.." && pwd)"
-TAROT_CACHE="${TAROT_CACHE:-${HOME}/.cache/tarot}"
+source "$(dirname "${BASH_SOURCE[0]}")/images-env.sh"
+log() { echo "[images $(date -u +%H:%M:%S)] $*" >&2; }
+
 CACHE="${TAROT_CACHE}/images"
 SUITE="${TAROT_BASE_SUITE:-bookworm}"
 BASE_IMAGE="localhost/tarot-base:${SUITE}"
-REGISTRY="${TAROT_IMAGE_REGISTRY:-localhost/tarot}"
-PYTHON="${PYTHON:-python3}"
 # The images' python3: Debian bookworm's and python:3.11-slim's; set it for a trainer base with another.
 IMAGE_PYTHON_VERSION="${IMAGE_PYTHON_VERSION:-3.11}"
-VERSION="$("${PYTHON}" -c 'import tomllib; print(tomllib.load(open("'"${REPO}"'/pyproject.toml", "rb"))["project"]["version"])')"
-
-log() { echo "[images $(date -u +%H:%M:%S)] $*" >&2; }
-need() { command -v "$1" >/dev/null || { echo "error: '$1' is not installed (bash hack/install-system-packages.sh)" >&2; exit 1; }; }
 
 ensure_base() {
   need mmdebstrap; need podman

@@ -17,18 +17,12 @@
 # the archives are written under images/archives/ and removed once imported).
 set -euo pipefail
 
-HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "${HACK_DIR}/.." && pwd)"
-TAROT_CACHE="${TAROT_CACHE:-${HOME}/.cache/tarot}"
+source "$(dirname "${BASH_SOURCE[0]}")/images-env.sh"
 ARCHIVES="${TAROT_CACHE}/images/archives"
-REGISTRY="${TAROT_IMAGE_REGISTRY:-localhost/tarot}"
 ADDRESS="${CONTAINERD_ADDRESS:-/run/containerd/containerd.sock}"
-PYTHON="${PYTHON:-python3}"
-VERSION="$("${PYTHON}" -c 'import tomllib; print(tomllib.load(open("'"${REPO}"'/pyproject.toml", "rb"))["project"]["version"])')"
 TAG="${1:-${VERSION}}"
 
 log() { echo "[load-images $(date -u +%H:%M:%S)] $*" >&2; }
-need() { command -v "$1" >/dev/null || { echo "error: '$1' is not installed (bash hack/install-system-packages.sh)" >&2; exit 1; }; }
 ctr_() { ctr --address "${ADDRESS}" --namespace k8s.io "$@"; }
 
 need buildah; need podman; need ctr

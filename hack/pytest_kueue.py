@@ -24,7 +24,6 @@ import ctypes
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -32,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_cluster import HACK_DIR, Cluster
+from pytest_cluster import HACK_DIR, Cluster, free_port
 
 KUEUE_API = "/apis/kueue.x-k8s.io/v1beta2"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -75,12 +74,6 @@ def build_kueue() -> Path:
     if result.returncode != 0:
         raise AssertionError(f"hack/build-kueue.sh failed ({result.returncode}):\n{result.stderr[-6000:]}")
     return Path(result.stdout.strip().splitlines()[-1])
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _certificate(tools: Path, directory: Path) -> None:
@@ -145,8 +138,8 @@ def running_kueue(cluster: Cluster, workdir: Path, ready_timeout: float = 120.0)
     etc_upper, etc_work = workdir / "etc-upper", workdir / "etc-work"
     _certificate(tools, etc_upper / "kueue" / "metrics" / "certs")
     etc_work.mkdir(exist_ok=True)
-    health_port = _free_port()
-    config = _config(workdir, health_port, _free_port())
+    health_port = free_port()
+    config = _config(workdir, health_port, free_port())
     overlay = f"lowerdir=/etc,upperdir={etc_upper},workdir={etc_work}"
     mount_etc = f'mount -t overlay overlay -o {overlay} /etc && exec "$@"'
     command = [

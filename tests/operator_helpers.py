@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pipeline_helpers import SHARED_MODEL_CACHE
+from pipeline_helpers import SHARED_MODEL_CACHE, TINY_RUN_SPEC
 from pod_runner.kube_api import JSON
 from pytest_cluster import Cluster
 from tarot_operator.process import OperatorProcess, apply_crd
@@ -59,10 +59,9 @@ RUNS = "/apis/tarot.dev/v1alpha1/namespaces/{ns}/tarotruns"
 
 # A tiny run for a test operator: two phases (the fewest Jobs that still hand a checkpoint from one
 # phase to the next), tiny numbers.
-TINY_RUN_SPEC: JSON = {
-    "model": {"name": "tiny", "dtype": "float32"},
-    "dataset": {"source": "bundled"},
-    "probe": {"problems": 2, "samples": 2, "temperature": 0.7, "maxNewTokens": 48},
+TWO_PHASE_RUN_SPEC: JSON = {
+    **TINY_RUN_SPEC,
+    "probe": {**TINY_RUN_SPEC["probe"], "samples": 2, "maxNewTokens": 48},
     "curriculum": {
         "policy": "custom",
         "phases": [
@@ -71,24 +70,18 @@ TINY_RUN_SPEC: JSON = {
         ],
     },
     "training": {
+        **TINY_RUN_SPEC["training"],
         "maxSteps": 4,
-        "learningRate": 1.0e-4,
-        "numGenerations": 4,
-        "perDeviceTrainBatchSize": 4,
         "maxCompletionLength": 48,
-        "temperature": 0.6,
         "saveSteps": 1,
         "maxRetries": 2,
     },
-    "sandbox": {"workers": 1, "timeLimitSeconds": 2, "memoryLimitMb": 256},
-    "evaluation": {"problems": 2, "samples": 1, "temperature": 0.0, "maxNewTokens": 48},
-    "resources": {"cpu": "500m", "memory": "1Gi"},
-    "storage": {"size": "1Gi"},
+    "evaluation": {**TINY_RUN_SPEC["evaluation"], "maxNewTokens": 48},
 }
 
 
 def run_manifest(name: str, **overrides: Any) -> JSON:
-    spec = json.loads(json.dumps(TINY_RUN_SPEC))
+    spec = json.loads(json.dumps(TWO_PHASE_RUN_SPEC))
     for path, value in overrides.items():
         target = spec
         *parents, leaf = path.split("__")

@@ -13,12 +13,36 @@ import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from tarot_jobs.pipeline.training.steplog import COMPLETIONS_FILE, read_jsonl
 
 # The tests in tests/unit/pipeline and tests/e2e build the tiny model from the same bundled problems;
 # the cache is content-addressed, so they share one build per machine.
 SHARED_MODEL_CACHE = Path(tempfile.gettempdir()) / "tarot-test-model-cache"
+
+
+# The smallest run that still passes every stage on a cluster: one phase of two steps, two probe and
+# evaluation problems, on the tiny model (a TarotRun's spec).
+TINY_RUN_SPEC: dict[str, Any] = {
+    "model": {"name": "tiny", "dtype": "float32"},
+    "dataset": {"source": "bundled"},
+    "probe": {"problems": 2, "samples": 1, "temperature": 0.7, "maxNewTokens": 32},
+    "curriculum": {"policy": "custom", "phases": [{"start": 0.0, "end": 1.0, "tiers": ["basic", "complex"]}]},
+    "training": {
+        "maxSteps": 2,
+        "learningRate": 1.0e-4,
+        "numGenerations": 4,
+        "perDeviceTrainBatchSize": 4,
+        "maxCompletionLength": 32,
+        "temperature": 0.6,
+        "saveSteps": 2,
+    },
+    "sandbox": {"workers": 1, "timeLimitSeconds": 2, "memoryLimitMb": 256},
+    "evaluation": {"problems": 2, "samples": 1, "temperature": 0.0, "maxNewTokens": 32},
+    "resources": {"cpu": "500m", "memory": "1Gi"},
+    "storage": {"size": "1Gi"},
+}
 
 
 def tarot_command(*args: str | Path) -> list[str]:

@@ -7,13 +7,10 @@ embedded and file-based certificates); requests go through httpx so that objects
 from __future__ import annotations
 
 import json
-import ssl
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
-from kubernetes.client import Configuration
-from kubernetes.config import kube_config
 
 JSON = dict[str, Any]
 
@@ -30,6 +27,11 @@ class KubeApi:
     """Minimal REST access to one API server, thread-safe (httpx.Client is)."""
 
     def __init__(self, kubeconfig: str, timeout: float = 30.0) -> None:
+        # Imported here: tests/conftest.py imports this module, and the unit tests run without kubernetes.
+        from kubernetes.client import Configuration
+        from kubernetes.config import kube_config
+        from tarot_operator.kube import tls_context
+
         cfg = Configuration()
         kube_config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
         self.host = cfg.host.rstrip("/")
@@ -39,17 +41,7 @@ class KubeApi:
         token = (cfg.api_key or {}).get("authorization")
         if token:
             headers["Authorization"] = token
-        # One TLS context carries the CA and the client certificate (httpx's cert= is deprecated).
-        tls = (
-            ssl.create_default_context(cafile=cfg.ssl_ca_cert)
-            if cfg.ssl_ca_cert
-            else ssl.create_default_context()
-        )
-        if not cfg.verify_ssl:
-            tls.check_hostname = False
-            tls.verify_mode = ssl.CERT_NONE
-        if cfg.cert_file and cfg.key_file:
-            tls.load_cert_chain(cfg.cert_file, cfg.key_file)
+        tls = tls_context(cfg)
         self._client = httpx.Client(base_url=self.host, headers=headers, verify=tls, timeout=timeout)
         # Watches are long-lived: no read timeout, the server closes them (timeoutSeconds).
         self._stream_client = httpx.Client(

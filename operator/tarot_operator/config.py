@@ -23,6 +23,8 @@ from pydantic import (
 
 from tarot_jobs.spec.model import Toleration
 
+from .names import POD_WORKSPACE
+
 
 def _tarot_version() -> str:
     try:
@@ -37,7 +39,7 @@ DEFAULT_SANDBOX_IMAGE = f"ghcr.io/tarot-dev/tarot-sandbox:{_tarot_version()}"
 # which the train Jobs of a vLLM run need as well.
 DEFAULT_VLLM_SERVER_IMAGE = DEFAULT_TRAINER_IMAGE
 # The stage commands' --model-cache: on the run's own volume unless the operator is told otherwise.
-DEFAULT_MODEL_CACHE = "/workspace/models"
+DEFAULT_MODEL_CACHE = str(POD_WORKSPACE.models)
 
 
 class JobSandbox(StrEnum):

@@ -12,7 +12,7 @@ from tarot_jobs.lifecycle.types import RunEvent
 from .names import API_VERSION, JSON, KIND
 
 COMPONENT = "tarot-operator"
-MAX_MESSAGE = 1024  # Events are for people; the full text stays in the status conditions
+EVENT_MESSAGE_LIMIT = 1024  # Events are for people; the full text stays in the status conditions
 
 
 def run_event(run: JSON, event: RunEvent, now: datetime | None = None) -> JSON:
@@ -32,7 +32,7 @@ def run_event(run: JSON, event: RunEvent, now: datetime | None = None) -> JSON:
         },
         "type": event.type,
         "reason": event.reason,
-        "message": event.message[:MAX_MESSAGE],
+        "message": event.message[:EVENT_MESSAGE_LIMIT],
         "firstTimestamp": stamp,
         "lastTimestamp": stamp,
         "count": 1,

@@ -24,7 +24,6 @@ from typing import Any
 
 import httpx
 import kopf
-from kopf._core.intents.filters import MetaFilterToken  # the type of kopf.PRESENT (not exported)
 
 from tarot_jobs.lifecycle.types import ChildKind, ChildRef, RunEvent
 
@@ -49,7 +48,8 @@ log = logging.getLogger(__name__)
 FINALIZER = "tarot.dev/finalizer"
 ANNOTATION_PREFIX = "tarot.dev"
 ERROR_BACKOFF_S = 5.0
-MANAGED: dict[str, str | MetaFilterToken] = {
+# Label filters (kopf's `labels=`): a value, or kopf.PRESENT for any value.
+MANAGED: dict[str, Any] = {
     "app.kubernetes.io/managed-by": MANAGED_BY,
     RUN_LABEL: kopf.PRESENT,
 }
@@ -97,19 +97,17 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:
     config = state.config
 
     @kopf.on.login(id="login", registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    def login(logger: kopf.Logger, settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
         # The same credentials as the operator's own client: in-cluster account, else the kubeconfig.
-        return kopf.login_via_client(**kwargs)
+        return kopf.login_via_client(logger=logger, settings=settings)
 
     @kopf.on.startup(id="settings", registry=registry)
-    def configure(**kwargs: Any) -> None:
-        settings: kopf.OperatorSettings = kwargs["settings"]
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.persistence.finalizer = FINALIZER
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
         # No create/update/field handler reads kopf's diff base (its last-handled-configuration annotation):
         # not writing it saves a PATCH of every new run, and the watch event and wake-up that follow it.
         settings.persistence.diffbase_storage = NoDiffBase()
-        settings.peering.standalone = True
         # Watching named namespaces needs no cluster-wide reads: with scanning off, kopf watches the
         # names as given instead of listing namespaces and CRDs (which a namespace-scoped Role can't).
         settings.scanning.disabled = bool(config.namespaces)
@@ -133,14 +131,14 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:
         summary = summarize_pod(dict(body))
         return None if summary is None else {_run_key(namespace, labels): summary}
 
-    sandboxes: dict[str, str | MetaFilterToken] = {**MANAGED, "app.kubernetes.io/component": "sandbox"}
+    sandboxes: dict[str, Any] = {**MANAGED, "app.kubernetes.io/component": "sandbox"}
 
     @kopf.index("apps", "v1", "deployments", id="tarot_sandboxes", labels=sandboxes, registry=registry)
     def tarot_sandboxes(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> Any:
         return {_run_key(namespace, labels): summarize_deployment(dict(body))}
 
     # The run's ConfigMap, as a digest of its data: a restarted operator finds it unchanged without a request.
-    configs: dict[str, str | MetaFilterToken] = {**MANAGED, "app.kubernetes.io/component": "config"}
+    configs: dict[str, Any] = {**MANAGED, "app.kubernetes.io/component": "config"}
 
     @kopf.index("", "v1", "configmaps", id="tarot_configs", labels=configs, registry=registry)
     def tarot_configs(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> Any:
@@ -188,13 +186,13 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:
     # -- the reconcile loop of one run --------------------------------------------------------
 
     @kopf.daemon(GROUP, VERSION, PLURAL, id="reconcile", registry=registry, cancellation_timeout=1.0)
-    async def drive(**kwargs: Any) -> None:
-        namespace, name, body = kwargs["namespace"], kwargs["name"], kwargs["body"]
-        jobs: kopf.Index[RunKey, JobSummary] = kwargs["tarot_jobs"]
-        pods: kopf.Index[RunKey, PodSummary] = kwargs["tarot_pods"]
-        sandboxes: kopf.Index[RunKey, DeploymentSummary] = kwargs["tarot_sandboxes"]
-        configs: kopf.Index[RunKey, ConfigSummary] = kwargs["tarot_configs"]
-        key = (namespace, name)
+    async def drive(namespace: str | None, name: str, body: kopf.Body, **indexes: Any) -> None:
+        # kopf passes each index as a keyword argument named by its id (not in its handler protocols).
+        jobs: kopf.Index[RunKey, JobSummary] = indexes["tarot_jobs"]
+        pods: kopf.Index[RunKey, PodSummary] = indexes["tarot_pods"]
+        sandboxes: kopf.Index[RunKey, DeploymentSummary] = indexes["tarot_sandboxes"]
+        configs: kopf.Index[RunKey, ConfigSummary] = indexes["tarot_configs"]
+        key = (namespace or "", name)  # TarotRuns are namespaced: kopf always names the namespace
         memory = state.memory(key)
         while True:
             memory.wake.clear()
@@ -240,8 +238,8 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:
     # -- deletion -----------------------------------------------------------------------------
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, id="release", registry=registry)
-    async def release(**kwargs: Any) -> None:
-        namespace, name, body, spec = kwargs["namespace"], kwargs["name"], kwargs["body"], kwargs["spec"]
+    async def release(namespace: str | None, name: str, body: kopf.Body, spec: kopf.Spec, **_: Any) -> None:
+        namespace = namespace or ""  # TarotRuns are namespaced: kopf always names the namespace
         state.runs.pop((namespace, name), None)
         metrics.forget_run(namespace, name)
         storage = spec.get("storage") or {}

@@ -27,6 +27,7 @@ from .names import (
     JSON,
     KUEUE_PRIORITY_LABEL,
     KUEUE_QUEUE_LABEL,
+    POD_WORKSPACE,
     POLICY_KEY,
     SPEC_KEY,
     WORKSPACE_MOUNT,
@@ -52,8 +53,8 @@ METRICS_PORT_NAME = "metrics"
 JOB_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 
 SPEC_PATH = f"{CONFIG_MOUNT}/{SPEC_KEY}"
-DATA_DIR = f"{WORKSPACE_MOUNT}/data"
-TRAIN_DIR = f"{WORKSPACE_MOUNT}/train"
+DATA_DIR = str(POD_WORKSPACE.data)
+TRAIN_DIR = str(POD_WORKSPACE.train)
 
 
 @dataclass(frozen=True)
@@ -68,17 +69,12 @@ class JobSettings:
     scheduling: PodScheduling = field(default_factory=PodScheduling)  # the operator's, for every run
 
 
-def final_weights(phase: int) -> str:
-    """Where phase `phase` leaves its final weights (tarot_jobs.pipeline.stages.train.final_weights)."""
-    return f"{TRAIN_DIR}/phase-{phase}/final"
-
-
 def stage_command(ref: ChildRef, settings: JobSettings) -> list[str]:
     cache = ["--data", DATA_DIR, "--model-cache", settings.model_cache]
     if ref.kind is ChildKind.DATA:
         return ["tarot", "data", "prepare", SPEC_PATH, "--out", DATA_DIR]
     if ref.kind is ChildKind.PROBE:
-        return ["tarot", "probe", SPEC_PATH, "--out", f"{WORKSPACE_MOUNT}/probe", *cache]
+        return ["tarot", "probe", SPEC_PATH, "--out", str(POD_WORKSPACE.probe), *cache]
     if ref.kind is ChildKind.TRAIN:
         policy = f"{CONFIG_MOUNT}/{POLICY_KEY}"
         return [
@@ -86,15 +82,15 @@ def stage_command(ref: ChildRef, settings: JobSettings) -> list[str]:
             "--resume", "--policy", policy, *cache, "--metrics-port", str(TRAIN_METRICS_PORT),
         ]  # fmt: skip
     if ref.kind is ChildKind.EVALUATE_BEFORE:
-        return ["tarot", "evaluate", SPEC_PATH, "--out", f"{WORKSPACE_MOUNT}/eval/before", *cache]
+        return ["tarot", "evaluate", SPEC_PATH, "--out", str(POD_WORKSPACE.before), *cache]
     if ref.kind is ChildKind.EVALUATE_AFTER:
-        model = final_weights(settings.phases - 1)
+        model = str(POD_WORKSPACE.final_weights(settings.phases - 1))
         return [
             "tarot",
             "evaluate",
             SPEC_PATH,
             "--out",
-            f"{WORKSPACE_MOUNT}/eval/after",
+            str(POD_WORKSPACE.after),
             "--model",
             model,
             *cache,

@@ -56,6 +56,22 @@ class _BearerToken(httpx.Auth):
         yield request
 
 
+def tls_context(cfg: Configuration) -> ssl.SSLContext:
+    """One TLS context with what a loaded client Configuration names: the cluster's CA, whether to verify,
+    and the client certificate (httpx's cert= is deprecated). The pod runner's client uses it too."""
+    tls = (
+        ssl.create_default_context(cafile=cfg.ssl_ca_cert)
+        if cfg.ssl_ca_cert
+        else ssl.create_default_context()
+    )
+    if not cfg.verify_ssl:
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
+    if cfg.cert_file and cfg.key_file:
+        tls.load_cert_chain(cfg.cert_file, cfg.key_file)
+    return tls
+
+
 class Kube:
     """Create / patch / get with the operator's credentials; counts its requests by verb."""
 
@@ -75,16 +91,7 @@ class Kube:
         except kube_config.ConfigException:
             kube_config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
         headers = {"User-Agent": user_agent}
-        tls = (
-            ssl.create_default_context(cafile=cfg.ssl_ca_cert)
-            if cfg.ssl_ca_cert
-            else ssl.create_default_context()
-        )
-        if not cfg.verify_ssl:
-            tls.check_hostname = False
-            tls.verify_mode = ssl.CERT_NONE
-        if cfg.cert_file and cfg.key_file:
-            tls.load_cert_chain(cfg.cert_file, cfg.key_file)
+        tls = tls_context(cfg)
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         client = httpx.AsyncClient(
             base_url=cfg.host.rstrip("/"),

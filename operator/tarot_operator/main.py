@@ -72,7 +72,7 @@ async def serve(config: OperatorConfig) -> None:
         LEADER.set(1)
         await kopf.operator(
             registry=build_registry(state),
-            standalone=True,
+            standalone=True,  # no kopf peering: one replica works at a time (leader.py), or the only one
             clusterwide=not config.namespaces,
             namespaces=list(config.namespaces),
             ready_flag=ready,

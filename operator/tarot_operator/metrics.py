@@ -1,4 +1,4 @@
-"""The operator's Prometheus metrics (names in STATUS-CONTRACT.md): per run from its status, and its own.
+"""The operator's Prometheus metrics (all names: docs/monitoring.md): per run from its status, and its own.
 
 Per-run series carry only `namespace` and `run` (plus a bounded `phase`, `tier` or `stage`), and are
 removed when the run is deleted, so the series count follows the number of live runs.

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Any
 
 from tarot_jobs.lifecycle.types import ChildKind, ChildRef
+from tarot_jobs.pipeline.workspace import Workspace
 
 GROUP = "tarot.dev"
 VERSION = "v1alpha1"
@@ -19,6 +21,8 @@ KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 KUEUE_PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
 
 WORKSPACE_MOUNT = "/workspace"
+# The run's workspace volume as every stage pod sees it (its layout: tarot_jobs/pipeline/workspace.py).
+POD_WORKSPACE = Workspace(PurePosixPath(WORKSPACE_MOUNT))
 IMAGE_USER = 65532  # the numeric non-root USER of tarot's images (images/*/Containerfile)
 CONFIG_MOUNT = "/etc/tarot"
 SPEC_KEY = "spec.yaml"

@@ -21,8 +21,7 @@ from pydantic import ValidationError
 
 from tarot_jobs.lifecycle import planner
 from tarot_jobs.lifecycle.types import ChildKind, ChildRef, ChildState, ObservedChild, Plan, RunEvent
-from tarot_jobs.spec.model import TarotRunSpec, issues_from
-from tarot_jobs.spec.status import rfc3339
+from tarot_jobs.spec.model import TarotRunSpec
 
 from . import metrics
 from .access import progress_account, progress_role, progress_role_binding
@@ -54,8 +53,6 @@ from .workspace import run_config, workspace_claim
 log = logging.getLogger(__name__)
 
 # Children that are services (created here, observed or not), not stage Jobs.
-SERVICE_KINDS = (ChildKind.WORKSPACE, ChildKind.SANDBOX, ChildKind.GENERATION_SERVER)
-
 _RESOURCES = {
     "PersistentVolumeClaim": ("v1", "persistentvolumeclaims"),
     "ConfigMap": ("v1", "configmaps"),
@@ -156,7 +153,7 @@ class Reconciler:
         try:
             spec = self._spec(run, memory)
         except ValidationError as exc:
-            await self._reject(run, status, exc)
+            await self._reject(run, status, planner.invalid_spec(status, exc, datetime.now(UTC)))
             return None
         if not memory.adopted:
             self.adopt(run, memory, seen)
@@ -238,7 +235,7 @@ class Reconciler:
         for ref in plan.children:
             if ref.kind is ChildKind.WORKSPACE:
                 services.append(self._ensure(memory, run, workspace_claim(run, child_name(name, ref), spec)))
-                services.append(self._ensure_config(memory, run, spec, plan.status))
+                services.append(self._ensure_config(memory, run, spec, plan))
             elif ref.kind is ChildKind.SANDBOX:
                 services.append(self._ensure_sandbox_network(memory, run, ref))
             elif ref.kind is ChildKind.GENERATION_SERVER:
@@ -249,7 +246,7 @@ class Reconciler:
             await self._ensure_sandbox(memory, run, spec, ChildRef(ChildKind.SANDBOX))
         # Jobs only after the ConfigMap holds what they read (a train pod needs policy.json at start).
         for ref in plan.children:
-            if ref.kind not in SERVICE_KINDS and ref not in jobs:
+            if ref.kind not in planner.SERVICE_KINDS and ref not in jobs:
                 await self._create_job(memory, run, spec, plan, ref)
         if ChildRef(ChildKind.SANDBOX) not in plan.children:
             await self._stop_sandbox(memory, run, deployment)
@@ -355,8 +352,7 @@ class Reconciler:
         settings = JobSettings(
             image=spec.images.trainer or self.config.trainer_image,
             model_cache=self.config.model_cache,
-            # With Kueue the Job waits suspended until Kueue admits it; the operator never unsuspends it.
-            suspend=spec.resources.kueue_queue is not None or ref in plan.suspend,
+            suspend=ref in plan.create_suspended,
             pod_labels=self.config.pod_labels,
             phases=phases,
             scheduling=self.config.pod_scheduling,
@@ -381,7 +377,7 @@ class Reconciler:
                 raise
         memory.ensured.add(key)
 
-    async def _ensure_config(self, memory: RunMemory, run: JSON, spec: TarotRunSpec, status: JSON) -> None:
+    async def _ensure_config(self, memory: RunMemory, run: JSON, spec: TarotRunSpec, plan: Plan) -> None:
         """spec.yaml for the Jobs, and policy.json once the planner has selected the policy."""
         url = None
         if self.config.job_sandbox is JobSandbox.SERVICE:
@@ -393,8 +389,8 @@ class Reconciler:
             name = child_name(run["metadata"]["name"], GENERATION_SERVER)
             server_url = generation_server_url(name, run["metadata"]["namespace"], server.port)
         policy = None
-        if status.get("policy") is not None:
-            policy = json.dumps(planner.selection(spec, status).model_dump(mode="json"))
+        if plan.selection is not None:
+            policy = json.dumps(plan.selection.model_dump(mode="json"))
         key = (spec, url, server_url, policy)
         last = memory.config_key
         if memory.config_data is not None and last is not None and last[0] is spec and last[1:] == key[1:]:
@@ -454,27 +450,14 @@ class Reconciler:
             self.kube.merge_patch(status_path(namespace, name), {"status": patch})
         )
 
-    async def _reject(self, run: JSON, status: JSON, exc: ValidationError) -> None:
-        """A spec the model rejects (a CRD older than this operator): fail the run, naming the fields."""
-        if status.get("phase") == "Failed":
-            return
-        problems = "; ".join(str(issue) for issue in issues_from(exc, TarotRunSpec))
-        message = f"the spec is invalid: {problems}; fix it (tarot validate) and create the run again"
-        now = rfc3339(datetime.now(UTC))
-        condition = {
-            "type": "Failed",
-            "status": "True",
-            "lastTransitionTime": now,
-            "reason": "InvalidSpec",
-            "message": message[:32768],
-        }
-        meta = run["metadata"]
-        await self._patch_status(
-            meta["namespace"],
-            meta["name"],
-            {"phase": "Failed", "completionTime": now, "conditions": [condition]},
-        )
-        await self.post_event(run, RunEvent("Warning", "InvalidSpec", message))
+    async def _reject(self, run: JSON, status: JSON, plan: Plan) -> None:
+        """A spec the model rejects: the Failed status and the event the planner planned (invalid_spec)."""
+        patch = merge_patch(status, plan.status)
+        if patch:
+            meta = run["metadata"]
+            await self._patch_status(meta["namespace"], meta["name"], patch)
+        for event in plan.events:
+            await self.post_event(run, event)
 
     @staticmethod
     async def _ignore_missing(request: Awaitable[JSON]) -> JSON:

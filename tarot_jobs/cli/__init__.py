@@ -11,7 +11,6 @@ inside the command functions, so `tarot --help` and the sandbox stay light.
                     reach a console as written (program output: no markup, escapes shown)
   shutdown.py       SIGTERM/SIGINT kill the jails a command started (no sandbox process outlives it)
   stage_options.py  what the stage commands share: SPEC, --data, --model-cache, tables
-  stage_results.py  each stage's output cut down to its small JSON result
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from rich.text import Text
 from tarot_jobs.cli.output import ExitCode, exit_codes, fail, literal, reporter, stderr, stdout, write_result
 from tarot_jobs.cli.shutdown import sandbox_dies_with_the_command
 from tarot_jobs.cli.stage_options import SpecArgument, read_spec
-from tarot_jobs.cli.stage_results import data_result
+from tarot_jobs.lifecycle.results import data_result
 from tarot_jobs.problems.check import CheckReport, check_problems
 from tarot_jobs.problems.loaders import LoadResult, load_problems, save_problems
 

@@ -17,7 +17,7 @@ from tarot_jobs.cli.stage_options import (
     pass_rate_table,
     read_spec,
 )
-from tarot_jobs.cli.stage_results import evaluate_result
+from tarot_jobs.lifecycle.results import evaluate_result
 
 
 def evaluate_command(

@@ -20,8 +20,9 @@ from rich.table import Table
 from rich.text import Text
 
 from tarot_jobs.atomic import write_json_atomically
-from tarot_jobs.cli.output import BadInput, ExitCode, exit_codes, fail, literal, reporter, stderr, stdout
+from tarot_jobs.cli.output import ExitCode, exit_codes, fail, literal, reporter, stderr, stdout
 from tarot_jobs.cli.shutdown import sandbox_dies_with_the_command
+from tarot_jobs.pipeline.errors import BadInput
 from tarot_jobs.pipeline.testgen.endpoint import (
     ChatClient,
     EndpointOptions,

@@ -29,13 +29,10 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.text import Text
 
-from tarot_jobs.curriculum.portfolio import UnknownPolicyError
 from tarot_jobs.lifecycle.results import RESULT_FILE_VARIABLE
-from tarot_jobs.pipeline.errors import StageError
+from tarot_jobs.pipeline.errors import BAD_INPUT_ERRORS
 from tarot_jobs.pipeline.progress import Reporter
-from tarot_jobs.problems.errors import ProblemDataError
 from tarot_jobs.sandbox.types import SandboxUnavailable
-from tarot_jobs.spec.model import SpecError
 
 # The kubelet keeps at most 4096 bytes of a termination message.
 RESULT_LIMIT_BYTES = 4096
@@ -48,22 +45,8 @@ class ExitCode(IntEnum):
     UNAVAILABLE = 3
 
 
-class BadInput(ValueError):
-    """Input a command cannot use; the message names the argument, option or file."""
-
-
 stdout = Console(highlight=False)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)  # an error line stays whole (file:line)
-
-# The errors a user fixes in their input; any of them exits BAD_INPUT.
-BAD_INPUT_ERRORS: tuple[type[Exception], ...] = (
-    BadInput,
-    SpecError,
-    StageError,
-    ProblemDataError,
-    UnknownPolicyError,
-)
-
 
 # Control characters (but newline and tab), DEL, C1 controls and the bidirectional overrides, each shown as
 # its escape: a program's output cannot move the cursor, clear the screen or reorder what is shown.

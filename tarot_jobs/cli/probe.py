@@ -17,7 +17,7 @@ from tarot_jobs.cli.stage_options import (
     model_cache,
     read_spec,
 )
-from tarot_jobs.cli.stage_results import probe_result
+from tarot_jobs.lifecycle.results import probe_result
 
 
 def probe_command(

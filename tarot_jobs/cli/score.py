@@ -16,9 +16,10 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from tarot_jobs.cli.output import BadInput, exit_codes, literal, reporter, stdout
+from tarot_jobs.cli.output import exit_codes, literal, reporter, stdout
 from tarot_jobs.cli.shutdown import sandbox_dies_with_the_command
 from tarot_jobs.curriculum.portfolio import get_policy
+from tarot_jobs.pipeline.errors import BadInput
 from tarot_jobs.problems.model import ALL_TIERS, Problem
 from tarot_jobs.rewards.tiered import RewardDetail, score_batch
 

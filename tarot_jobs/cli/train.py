@@ -17,7 +17,7 @@ import typer
 
 from tarot_jobs.cli.output import exit_codes, reporter, stdout, write_result
 from tarot_jobs.cli.stage_options import DataOption, ModelCacheOption, SpecArgument, model_cache, read_spec
-from tarot_jobs.cli.stage_results import train_result
+from tarot_jobs.lifecycle.results import train_result
 
 
 def train_command(

@@ -27,7 +27,7 @@ def tier_order(tiers: Iterable[Tier]) -> list[Tier]:
 
 
 def tier_letters(tiers: Iterable[Tier]) -> str:
-    """'B+I+C' style shorthand, as DESIGN.md writes the schedules."""
+    """'B+I+C' style shorthand, as docs/architecture.md ("Curriculum policies") writes the schedules."""
     return "+".join(t.value[0].upper() for t in tier_order(tiers))
 
 

@@ -13,7 +13,7 @@ executor maps its children to local work:
 and loops plan -> execute until the status is final. A child is observed from
 the workdir's files: a stage whose complete output exists is not run again
 ("complete output found, skipped"); its result is read back through the same
-mapping a Job uses for its termination message (cli/stage_results.py). The
+mapping a Job uses for its termination message (lifecycle/results.py). The
 status the planner writes is kept in DIR/status.json (the TarotRun's status
 schema), so a rerun after an interruption continues from it; a failed run
 is reopened by a rerun and retries the step that failed.
@@ -43,14 +43,20 @@ from typing import Any, Protocol, TypeVar
 from pydantic import ValidationError
 
 from tarot_jobs.atomic import write_json_atomically
-from tarot_jobs.curriculum.selection import Selection
 from tarot_jobs.lifecycle import planner
-from tarot_jobs.lifecycle.results import RESULT_FILE_VARIABLE
+from tarot_jobs.lifecycle.results import (
+    RESULT_FILE_VARIABLE,
+    data_result,
+    evaluate_result,
+    probe_result,
+    train_result,
+)
 from tarot_jobs.lifecycle.types import ChildKind, ChildRef, ChildState, ObservedChild, Plan
 from tarot_jobs.pipeline.context import base_model, open_sandbox
-from tarot_jobs.pipeline.errors import StageError
+from tarot_jobs.pipeline.errors import BAD_INPUT_ERRORS, StageError
 from tarot_jobs.pipeline.model.loading import ResolvedModel
 from tarot_jobs.pipeline.progress import Reporter, phase_label, step_progress
+from tarot_jobs.pipeline.selection import Selection
 from tarot_jobs.pipeline.stages.data import RunData, data_complete, prepare_data, read_data, write_data
 from tarot_jobs.pipeline.stages.evaluate import (
     EVALUATION_FILE,
@@ -62,6 +68,7 @@ from tarot_jobs.pipeline.stages.probe import CAPABILITY_FILE, probe_complete, ru
 from tarot_jobs.pipeline.stages.report import REPORT_MD, build_report, write_report
 from tarot_jobs.pipeline.stages.select import POLICY_FILE, read_policy, write_policy
 from tarot_jobs.pipeline.stages.train import NO_GENERATION_SERVER
+from tarot_jobs.pipeline.workspace import Workspace, phase_dir
 from tarot_jobs.sandbox.types import SandboxBackend, SandboxUnavailable
 from tarot_jobs.spec.model import TarotRunSpec, load_spec
 from tarot_jobs.spec.status import FAILED, FINAL_PHASES, TarotRunStatus
@@ -76,19 +83,13 @@ T = TypeVar("T")
 Clock = Callable[[], datetime]
 
 
-class Workdir:
-    """The paths of a local run."""
+class Workdir(Workspace[Path]):
+    """The paths of a local run: the workspace layout (pipeline/workspace.py), and the runner's own files."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
+        super().__init__(root)
         self.status = root / STATUS_FILE
-        self.data = root / "data"
-        self.probe = root / "probe"
         self.policy = root / POLICY_FILE
-        self.train = root / "train"
-        self.before = root / "eval" / "before"
-        self.after = root / "eval" / "after"
-        self.models = root / "models"
 
 
 def run_pipeline(
@@ -137,6 +138,7 @@ class LocalExecutor:
         self.spec, self.wd, self.reporter, self.stages, self.clock = spec, wd, reporter, stages, clock
         self.observed: dict[ChildRef, ObservedChild] = {}
         self.status = self._load_status()
+        self.selection: Selection | None = None  # the planner's, from its last plan
 
     def run(self) -> dict[str, Any]:
         """Drive the run to Succeeded (status in DIR/status.json); raises the error that failed it."""
@@ -159,7 +161,7 @@ class LocalExecutor:
 
     def plan(self) -> Plan:
         result = planner.plan(self.spec, self.status, self.observed, self.clock())
-        self.status = result.status
+        self.status, self.selection = result.status, result.selection
         write_json_atomically(self.wd.status, result.status)
         for event in result.events:
             self.reporter.log(f"{event.reason}: {event.message}")
@@ -197,7 +199,8 @@ class LocalExecutor:
             return self.stages.probe()
         if kind is ChildKind.TRAIN:
             assert child.index is not None
-            return self.stages.train(child.index, planner.selection(self.spec, self.status), self._on_step)
+            assert self.selection is not None  # a train step is planned only once the policy is selected
+            return self.stages.train(child.index, self.selection, self._on_step)
         return self.stages.evaluate(final=kind is ChildKind.EVALUATE_AFTER)
 
     def _on_step(self, record: Mapping[str, Any]) -> None:
@@ -257,7 +260,6 @@ class LocalStages:
         self._base: ResolvedModel | None = None
 
     def data(self) -> dict[str, Any]:
-        from tarot_jobs.cli.stage_results import data_result
 
         self._stage(
             "data",
@@ -267,7 +269,6 @@ class LocalStages:
         return _dump(data_result(self.loaded_data().summary))
 
     def probe(self) -> dict[str, Any]:
-        from tarot_jobs.cli.stage_results import probe_result
 
         self._stage(
             "probe",
@@ -282,7 +283,6 @@ class LocalStages:
     def train(
         self, index: int, selection: Selection, on_step: Callable[[Mapping[str, Any]], None]
     ) -> dict[str, Any]:
-        from tarot_jobs.cli.stage_results import train_result
         from tarot_jobs.pipeline.stages.train import phase_complete, read_phase_summary
 
         self._write_policy(selection)
@@ -291,15 +291,13 @@ class LocalStages:
         return _dump(train_result(read_phase_summary(self.wd.train, index)))
 
     def evaluate(self, *, final: bool) -> dict[str, Any]:
-        from tarot_jobs.cli.stage_results import evaluate_result
-        from tarot_jobs.pipeline.stages.train import final_weights
 
         out = self.wd.after if final else self.wd.before
 
         def evaluate() -> None:
             if final:  # the last phase's weights
                 last = len(read_policy(self.wd.policy).policy.phases) - 1
-                model = str(final_weights(self.wd.train, last))
+                model = str(self.wd.final_weights(last))
             else:
                 model = self.base().path
             label = "evaluate final" if final else "evaluate base"
@@ -341,7 +339,6 @@ class LocalStages:
         """Phase `index` as the spec's world size of `tarot train` processes under torchrun, all on this
         machine (gloo on CPU, NCCL on GPUs: accelerate picks). Their log goes to a file; the steps the
         main process records (steps.jsonl) drive the progress display and status.json meanwhile."""
-        from tarot_jobs.pipeline.stages.train import phase_dir
         from tarot_jobs.pipeline.training.steplog import STEPS_FILE, read_jsonl
 
         world = self.spec.training_processes()
@@ -420,7 +417,7 @@ def _report(
     tiny: bool,
 ) -> dict[str, Any]:
     """report.json, report.md and curves.png from the stages' files."""
-    from tarot_jobs.pipeline.stages.train import phase_dir, read_phase_summary
+    from tarot_jobs.pipeline.stages.train import read_phase_summary
     from tarot_jobs.pipeline.training.steplog import STEPS_FILE, read_jsonl
 
     data = read_data(wd.data)
@@ -447,8 +444,6 @@ def _report(
 
 def _failure(exc: Exception) -> str:
     """ObservedChild.failure for a stage's error: "Reason: message", BadInput when retrying cannot help."""
-    from tarot_jobs.cli.output import BAD_INPUT_ERRORS
-
     if isinstance(exc, BAD_INPUT_ERRORS):
         reason = planner.BAD_INPUT
     elif isinstance(exc, SandboxUnavailable):

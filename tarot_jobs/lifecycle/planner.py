@@ -66,26 +66,26 @@ import contextlib
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from tarot_jobs.curriculum.policy import tier_letters
-from tarot_jobs.curriculum.selection import Selection, select_policy
 from tarot_jobs.lifecycle.results import DataResult, EvaluateResult, ProbeResult, TrainResult
 from tarot_jobs.lifecycle.types import ChildKind, ChildRef, ChildState, ObservedChild, Plan, RunEvent
+from tarot_jobs.pipeline.selection import Selection, select_policy
 from tarot_jobs.pipeline.training.phases import plan_phases
 from tarot_jobs.problems.model import Tier
-from tarot_jobs.spec.model import TarotRunSpec
+from tarot_jobs.spec.model import TarotRunSpec, issues_from
 from tarot_jobs.spec.status import (
     COMPLETE,
+    CONDITION_MESSAGE_LIMIT,
     DATA_READY,
     EVALUATED,
     FAILED,
     FINAL_PHASES,
-    MAX_MESSAGE,
     POLICY_SELECTED,
     PROBED,
     QUEUED,
@@ -112,6 +112,8 @@ DATA = ChildRef(ChildKind.DATA)
 PROBE = ChildRef(ChildKind.PROBE)
 EVALUATE_BEFORE = ChildRef(ChildKind.EVALUATE_BEFORE)
 EVALUATE_AFTER = ChildRef(ChildKind.EVALUATE_AFTER)
+# The kinds that serve the run (a volume, Deployments) rather than do one of its steps (the stage Jobs).
+SERVICE_KINDS = (ChildKind.WORKSPACE, ChildKind.SANDBOX, ChildKind.GENERATION_SERVER)
 
 
 def train(index: int) -> ChildRef:
@@ -144,18 +146,50 @@ def plan(
     `status` is the run's current status object (camelCase; empty or None for a new run);
     `generation` is metadata.generation, recorded as observedGeneration.
     """
-    return _Planning(spec, TarotRunStatus.model_validate(dict(status or {})), observed, now, generation).run()
+    st = TarotRunStatus.model_validate(dict(status or {}))
+    planned = _Planning(spec, st, observed, now, generation).run()
+    queued = spec.resources.kueue_queue is not None
+    return replace(
+        planned,
+        create_suspended=[
+            ref
+            for ref in planned.children
+            if ref.kind not in SERVICE_KINDS and (queued or ref in planned.suspend)
+        ],
+        selection=_selected(spec, planned.status),
+    )
 
 
-def selection(spec: TarotRunSpec, status: Mapping[str, Any]) -> Selection:
-    """The policy the planner selected for this run (policy.json's content), from the recorded capability.
+def _selected(spec: TarotRunSpec, status: Mapping[str, Any]) -> Selection | None:
+    """The policy the planner selected for this run (policy.json's content), from the recorded capability;
+    None until status.policy is set. Deterministic, so every train Job gets the policy the status names."""
+    if status.get("policy") is None:
+        return None
+    capability = status.get("capability")
+    return _select(spec, capability.get("score") if capability else None)
 
-    Deterministic, so an executor can hand a train Job the same policy the status names.
-    """
-    st = TarotRunStatus.model_validate(dict(status))
-    if st.policy is None:
-        raise ValueError("no policy selected yet (status.policy is unset)")
-    return _select(spec, st.capability.score if st.capability else None)
+
+def invalid_spec(status: Mapping[str, Any] | None, exc: ValidationError, now: datetime) -> Plan:
+    """A spec the model rejects (a CRD older than this operator): the run fails naming the fields, with an
+    InvalidSpec event; nothing is created. A run already Failed is left as it is."""
+    status = dict(status or {})
+    if status.get("phase") == "Failed":
+        return Plan(children=[], status=status)
+    problems = "; ".join(str(issue) for issue in issues_from(exc, TarotRunSpec))
+    message = f"the spec is invalid: {problems}; fix it (tarot validate) and create the run again"
+    when = rfc3339(now)
+    condition = {
+        "type": "Failed",
+        "status": "True",
+        "lastTransitionTime": when,
+        "reason": "InvalidSpec",
+        "message": message[:CONDITION_MESSAGE_LIMIT],
+    }
+    return Plan(
+        children=[],
+        status={**status, "phase": "Failed", "completionTime": when, "conditions": [condition]},
+        events=[RunEvent(WARNING, "InvalidSpec", message)],
+    )
 
 
 def reopen(status: Mapping[str, Any]) -> dict[str, Any]:
@@ -588,7 +622,7 @@ class _Planning:
             else (old.observed_generation if old else None),
             last_transition_time=since,
             reason=reason,
-            message=message[:MAX_MESSAGE],
+            message=message[:CONDITION_MESSAGE_LIMIT],
         )
         if old is None:
             conditions.append(new)

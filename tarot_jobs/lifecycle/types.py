@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from tarot_jobs.pipeline.selection import Selection
+
 
 class ChildKind(StrEnum):
     """What a child of a run does. Later modes add kinds (e.g. pilot phases of a tournament)."""
@@ -87,3 +89,8 @@ class Plan:
     events: list[RunEvent] = field(default_factory=list)
     # Children to stop (suspend) without deleting, e.g. the active Job when spec.suspend is true.
     suspend: list[ChildRef] = field(default_factory=list)
+    # Stage children to create suspended: those in `suspend`, and every one when spec.resources.kueueQueue
+    # is set (Kueue admits it; an executor never resumes a child Kueue holds).
+    create_suspended: list[ChildRef] = field(default_factory=list)
+    # The policy the planner selected (policy.json's content) once status.policy is set; None before.
+    selection: Selection | None = None

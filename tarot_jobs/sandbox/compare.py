@@ -1,7 +1,7 @@
 """Judging a program's stdout against the expected output.
 
-The rule (DESIGN.md): exact line-for-line after trimming the trailing
-whitespace of every line. Blank lines before the first and after the last
+The rule (this module is its one place, docs/architecture.md): exact line-for-line after trimming the
+trailing whitespace of every line. Blank lines before the first and after the last
 line of text are dropped too: real data sets (TAROT's among them) store
 expected outputs with a leading newline that no correct program prints. A
 missing or extra line in between fails (no `zip` truncation). With `float_tolerance`, two lines also match

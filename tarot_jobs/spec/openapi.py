@@ -25,6 +25,16 @@ from pydantic_core import core_schema
 
 JSON = dict[str, Any]
 
+# The size and multiple limits, kept as they are and written in this order.
+_LIMITS = (
+    "multipleOf",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
+)
 # Keywords passed through unchanged (the rest is translated or dropped on purpose below).
 _KEPT = {
     "type",
@@ -34,13 +44,7 @@ _KEPT = {
     "pattern",
     "minimum",
     "maximum",
-    "multipleOf",
-    "minLength",
-    "maxLength",
-    "minItems",
-    "maxItems",
-    "minProperties",
-    "maxProperties",
+    *_LIMITS,
     "required",
 }
 _DROPPED = {"title", "additionalProperties", "propertyNames", "uniqueItems", "$defs", "default", "anyOf"}
@@ -114,13 +118,7 @@ _ORDER = [
     "exclusiveMinimum",
     "maximum",
     "exclusiveMaximum",
-    "multipleOf",
-    "minLength",
-    "maxLength",
-    "minItems",
-    "maxItems",
-    "minProperties",
-    "maxProperties",
+    *_LIMITS,
     "x-kubernetes-list-type",
     "x-kubernetes-list-map-keys",
     "required",

@@ -49,7 +49,7 @@ CONDITION_TYPES: tuple[str, ...] = (
 
 MAX_PHASES = 16  # curriculum phases (spec.curriculum.phases allows at most 16; the portfolio has 1..4)
 MAX_CONDITIONS = 16
-MAX_MESSAGE = 32768  # metav1.Condition message limit
+CONDITION_MESSAGE_LIMIT = 32768  # metav1.Condition message limit
 
 # RFC 3339 in UTC with second precision, as metav1.Time serialises ("2026-12-01T10:43:07Z").
 Timestamp = Annotated[
@@ -91,7 +91,7 @@ class Condition(StatusModel):
     observed_generation: int | None = Field(default=None, ge=0)
     last_transition_time: Timestamp
     reason: str = Field(min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
-    message: str = Field(default="", max_length=MAX_MESSAGE)
+    message: str = Field(default="", max_length=CONDITION_MESSAGE_LIMIT)
 
 
 class TierValues(StatusModel):

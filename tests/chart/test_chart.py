@@ -186,6 +186,8 @@ def test_kubeconform_rejects_a_misspelt_field(
             "/defaults/podTolerations/0",
         ),
         ({"defaults": {"podNodeSelector": {"tarot.dev/node": True}}}, "/defaults/podNodeSelector"),
+        # The service account's name is required when the chart does not create it.
+        ({"serviceAccount": {"create": False}}, "serviceAccount.name"),
     ],
 )
 def test_a_wrong_value_fails_naming_it(
@@ -205,23 +207,6 @@ def test_a_wrong_value_fails_naming_it(
     )
     assert result.returncode != 0
     assert named in result.stderr, result.stderr
-
-
-def test_service_account_name_is_required_when_not_created(helm_bin: Path, tmp_path: Path) -> None:
-    (tmp_path / "values.yaml").write_text(yaml.safe_dump({"serviceAccount": {"create": False}}))
-    result = helm(
-        helm_bin,
-        "template",
-        "tarot",
-        str(CHART),
-        "--kube-version",
-        KUBE_VERSION,
-        "--values",
-        str(tmp_path / "values.yaml"),
-        check=False,
-    )
-    assert result.returncode != 0
-    assert "serviceAccount.name" in result.stderr
 
 
 # ---- the operator Deployment ----------------------------------------------------------------------

@@ -18,9 +18,9 @@ import httpx
 import pytest
 import yaml
 from chart_tools import CHART, tool_dir
-from pipeline_helpers import SHARED_MODEL_CACHE
+from pipeline_helpers import SHARED_MODEL_CACHE, TINY_RUN_SPEC
 from pod_runner.kube_api import JSON
-from pytest_cluster import Cluster
+from pytest_cluster import Cluster, free_port
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -29,40 +29,14 @@ RUNS = "/apis/tarot.dev/v1alpha1/namespaces/{ns}/tarotruns"
 INSTANCE = f"app.kubernetes.io/instance={RELEASE}"
 # The smallest run that still passes every stage: one phase, two steps, two probe and evaluation problems.
 # One run goes to Succeeded (cluster-wide); the namespace-scoped one only has to be taken up.
-SPEC: JSON = {
-    "model": {"name": "tiny", "dtype": "float32"},
-    "dataset": {"source": "bundled"},
-    "probe": {"problems": 2, "samples": 1, "temperature": 0.7, "maxNewTokens": 32},
-    "curriculum": {"policy": "custom", "phases": [{"start": 0.0, "end": 1.0, "tiers": ["basic", "complex"]}]},
-    "training": {
-        "maxSteps": 2,
-        "learningRate": 1.0e-4,
-        "numGenerations": 4,
-        "perDeviceTrainBatchSize": 4,
-        "maxCompletionLength": 32,
-        "temperature": 0.6,
-        "saveSteps": 2,
-    },
-    "sandbox": {"workers": 1, "timeLimitSeconds": 2, "memoryLimitMb": 256},
-    "evaluation": {"problems": 2, "samples": 1, "temperature": 0.0, "maxNewTokens": 32},
-    "resources": {"cpu": "500m", "memory": "1Gi"},
-    "storage": {"size": "1Gi"},
-}
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+SPEC: JSON = TINY_RUN_SPEC
 
 
 class Helm:
     def __init__(self, binary: Path, cluster: Cluster, tmp: Path) -> None:
         self.binary, self.cluster, self.tmp = binary, cluster, tmp
         # The operator runs as a local process: its ports are this machine's, so free ones, not 8080/8081.
-        self.metrics_port, self.health_port = _free_port(), _free_port()
+        self.metrics_port, self.health_port = free_port(), free_port()
 
     def __call__(self, *args: str, values: dict[str, Any] | None = None) -> subprocess.CompletedProcess[str]:
         command = [str(self.binary), "--kubeconfig", str(self.cluster.kubeconfig), *args]

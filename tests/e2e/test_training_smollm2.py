@@ -17,14 +17,15 @@ import pytest
 from pipeline_helpers import SHARED_MODEL_CACHE
 from rich.console import Console
 
-from tarot_jobs.curriculum.selection import Selection
 from tarot_jobs.pipeline.model.loading import resolve_base_model
 from tarot_jobs.pipeline.progress import Reporter
+from tarot_jobs.pipeline.selection import Selection
 from tarot_jobs.pipeline.stages.data import RunData
 from tarot_jobs.pipeline.stages.evaluate import run_evaluation
 from tarot_jobs.pipeline.stages.probe import run_probe
-from tarot_jobs.pipeline.stages.train import PhaseRequest, final_weights, train_phase
+from tarot_jobs.pipeline.stages.train import PhaseRequest, train_phase
 from tarot_jobs.pipeline.training.steplog import STEPS_FILE, read_jsonl
+from tarot_jobs.pipeline.workspace import final_weights
 from tarot_jobs.problems.bundled import load_bundled
 from tarot_jobs.sandbox.local import LocalSandbox
 from tarot_jobs.spec.model import TarotRunSpec

@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from live_stack import Prometheus, concrete, dashboard_targets, free_port, process, wait_until
+from live_stack import Prometheus, concrete, dashboard_targets, process, wait_until
+from pytest_cluster import free_port
 from tarot_operator.sandbox import SANDBOX_PORT
 
 REPO = Path(__file__).resolve().parents[2]

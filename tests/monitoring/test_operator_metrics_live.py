@@ -24,7 +24,7 @@ from live_stack import (
     prometheus,
     queries_without_data,
 )
-from pipeline_helpers import SHARED_MODEL_CACHE
+from pipeline_helpers import SHARED_MODEL_CACHE, TINY_RUN_SPEC
 from pod_runner.kube_api import JSON
 from pytest_cluster import Cluster
 from tarot_operator.process import OperatorProcess, apply_crd
@@ -36,25 +36,7 @@ RUNS = "/apis/tarot.dev/v1alpha1/namespaces/{ns}/tarotruns"
 RUN = "watched"
 ALERTS = REPO / "charts" / "tarot" / "files" / "alerts.yaml"
 # One phase of two steps, two probe and evaluation problems: every stage, the fewest seconds.
-SPEC: JSON = {
-    "model": {"name": "tiny", "dtype": "float32"},
-    "dataset": {"source": "bundled"},
-    "probe": {"problems": 2, "samples": 1, "temperature": 0.7, "maxNewTokens": 32},
-    "curriculum": {"policy": "custom", "phases": [{"start": 0.0, "end": 1.0, "tiers": ["basic", "complex"]}]},
-    "training": {
-        "maxSteps": 2,
-        "learningRate": 1.0e-4,
-        "numGenerations": 4,
-        "perDeviceTrainBatchSize": 4,
-        "maxCompletionLength": 32,
-        "temperature": 0.6,
-        "saveSteps": 2,
-    },
-    "sandbox": {"workers": 1, "timeLimitSeconds": 2, "memoryLimitMb": 256},
-    "evaluation": {"problems": 2, "samples": 1, "temperature": 0.0, "maxNewTokens": 32},
-    "resources": {"cpu": "500m", "memory": "1Gi"},
-    "storage": {"size": "1Gi"},
-}
+SPEC: JSON = TINY_RUN_SPEC
 
 
 def _operator_series(expr: str) -> bool:

@@ -34,7 +34,6 @@ from live_stack import (
     Target,
     concrete,
     dashboard_targets,
-    free_port,
     process,
     prometheus,
     python_command,
@@ -43,6 +42,7 @@ from live_stack import (
 )
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
+from pytest_cluster import free_port
 
 from tarot_jobs.pipeline.stages.data import prepare_data, write_data
 from tarot_jobs.sandbox.local import LocalSandbox

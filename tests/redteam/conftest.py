@@ -6,7 +6,7 @@ returns a wrong value and tries to be judged `passed` anyway. `secret`
 hostile program tries to find it. Each attack must earn reward 0, have no test
 `passed`, and not pass itself off as a sandbox failure (reward None).
 
-Isolation assertions are made, or skipped with the reason; with
+Isolation assertions are made, or skipped with the reason (`require_isolation`, tests/conftest.py); with
 TAROT_EXPECT_ISOLATION=full (CI) a missing capability fails instead.
 """
 
@@ -18,7 +18,7 @@ import socketserver
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,9 +27,6 @@ from redteam_programs import double_problem, secret_problem
 from tarot_jobs.problems.loaders import save_problems
 from tarot_jobs.sandbox.limits import RunLimits
 from tarot_jobs.sandbox.local import LocalSandbox
-from tarot_jobs.sandbox.pool import isolation_features
-
-EXPECT_ISOLATION = "TAROT_EXPECT_ISOLATION"
 
 
 @pytest.fixture(scope="session")
@@ -87,20 +84,3 @@ def places(problems_file: Path, witness: int, secret_port: int) -> dict[str, obj
 def sandbox() -> Iterator[LocalSandbox]:
     with LocalSandbox(2, limits=RunLimits(max_output_bytes=1 << 20)) as backend:
         yield backend
-
-
-@pytest.fixture
-def require_isolation() -> Callable[..., None]:
-    """`require_isolation(sandbox, "pid", "mnt")`: skip with the reason when missing, or fail when
-    TAROT_EXPECT_ISOLATION=full says CI expects the whole jail."""
-
-    def require(sandbox: LocalSandbox, *features: str) -> None:
-        missing = sorted(set(features) - isolation_features(sandbox.capabilities))
-        if not missing:
-            return
-        message = f"the sandbox lacks {', '.join(missing)} here (isolation: {sandbox.capabilities})"
-        if os.environ.get(EXPECT_ISOLATION) == "full":
-            pytest.fail(f"{message}; {EXPECT_ISOLATION}=full requires it")
-        pytest.skip(message)
-
-    return require

@@ -7,8 +7,6 @@ programs are the same as through the executor (redteam_programs.py).
 from __future__ import annotations
 
 import json
-import re
-import select
 import signal
 import subprocess
 import sys
@@ -17,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from process_helpers import start_sandbox_service
 from redteam_programs import (
     DROP_FUNCTION_ROUTES,
     DROP_ROUTE_TESTS,
@@ -104,19 +103,8 @@ def test_tarot_score_gives_every_attack_nothing(
 
 @pytest.fixture(scope="module")
 def service() -> Iterator[str]:
-    process = subprocess.Popen(
-        [*CLI, "sandbox", "serve", "--host", "127.0.0.1", "--port", "0", "--workers", "2"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], 60)
-    line = process.stdout.readline() if ready else ""
-    match = re.search(r"http://[\d.]+:\d+", line)
-    if not match:
-        process.kill()
-        raise AssertionError(f"service did not start: {line!r}")
-    yield match.group(0)
+    process, url = start_sandbox_service("--workers", "2")
+    yield url
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from tarot_jobs.atomic import write_json_atomically
-from tarot_jobs.curriculum.selection import Selection, select_policy
 from tarot_jobs.pipeline.errors import StageError
+from tarot_jobs.pipeline.selection import Selection, select_policy
 from tarot_jobs.spec.model import TarotRunSpec
 
 POLICY_FILE = "policy.json"

@@ -1,6 +1,6 @@
 """The training stage: one curriculum phase of GRPO (`tarot train SPEC --phase I --out DIR`).
 
-A run is ONE training trajectory (DESIGN.md, "Training"), as in the reference:
+A run is ONE training trajectory (docs/pipeline.md, "Training"), as in the reference:
 one trainer whose tiered reward switches phase by the run-wide step. Each
 phase Job is a cut of it. Every phase's trainer is configured for the whole
 run (step budget, learning-rate schedule, seed and sampler order) with the
@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 from tarot_jobs.atomic import COMPLETE_MARKER, is_complete, write_atomically, write_json_atomically
-from tarot_jobs.curriculum.selection import Selection
 from tarot_jobs.pipeline.errors import StageError
 from tarot_jobs.pipeline.model.loading import (
     ResolvedModel,
@@ -52,6 +51,7 @@ from tarot_jobs.pipeline.model.loading import (
 from tarot_jobs.pipeline.model.prompts import render_prompt
 from tarot_jobs.pipeline.model.runtime import prepare_runtime
 from tarot_jobs.pipeline.sandbox_usage import CountingSandbox
+from tarot_jobs.pipeline.selection import Selection
 from tarot_jobs.pipeline.stages.data import RunData
 from tarot_jobs.pipeline.training.checkpoints import (
     CHECKPOINT_PREFIX,
@@ -60,19 +60,11 @@ from tarot_jobs.pipeline.training.checkpoints import (
     remove_leftovers,
 )
 from tarot_jobs.pipeline.training.phases import PhasePlan, plan_phases
+from tarot_jobs.pipeline.workspace import final_weights, phase_dir
 from tarot_jobs.sandbox.types import SandboxBackend
 from tarot_jobs.spec.model import TarotRunSpec, TrainingSpec
 
 PHASE_FILE = "phase.json"
-FINAL_DIR = "final"
-
-
-def phase_dir(out_dir: Path, index: int) -> Path:
-    return out_dir / f"phase-{index}"
-
-
-def final_weights(out_dir: Path, index: int) -> Path:
-    return phase_dir(out_dir, index) / FINAL_DIR
 
 
 def phase_complete(out_dir: Path, index: int) -> bool:
@@ -317,36 +309,14 @@ def _build_trainer(
     cuda = torch.cuda.is_available()
     dtype = torch_dtype(spec.model.dtype, tiny)
     config = GRPOConfig(
-        output_dir=str(run_dir),
-        # The whole run's budget: the schedule and the trainer's progress are the trajectory's,
-        # whichever phase this Job trains; StopAtBoundary ends the Job at the phase's last step.
-        max_steps=plans[-1].end_step,
-        learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler_type,
-        warmup_steps=t.warmup_ratio,  # transformers reads a float in [0, 1) as a share of max_steps
-        loss_type=t.loss_type,
-        beta=t.beta,
-        num_generations=t.num_generations,
-        per_device_train_batch_size=t.per_device_train_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        max_completion_length=t.max_completion_length,
-        temperature=t.temperature,
-        reward_weights=[1.0, spec.reward.format_weight],
-        **generation_options(t),
-        gradient_checkpointing=t.gradient_checkpointing,
-        # Every parameter of a causal LM (or LoRA adapter) gets a gradient each step: DDP need not search
-        # the graph for unused ones (transformers' default does, and warns about it every run).
-        ddp_find_unused_parameters=False,
-        seed=t.seed,
-        save_strategy="steps",
-        save_steps=t.save_steps,
-        logging_steps=t.logging_steps,
-        report_to=[],
-        disable_tqdm=True,
-        use_cpu=not cuda,
-        bf16=cuda and dtype == torch.bfloat16,
-        fp16=cuda and dtype == torch.float16,
-        log_level="warning",
+        **grpo_config_arguments(
+            spec,
+            run_dir,
+            plans[-1].end_step,
+            cuda=cuda,
+            bf16=cuda and dtype == torch.bfloat16,
+            fp16=cuda and dtype == torch.float16,
+        )
     )
     metrics = TrainMetrics()
     metrics.start_phase(request.phase, plans[-1].end_step)
@@ -387,6 +357,47 @@ def _build_trainer(
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     return trainer, logger, yardstick
+
+
+def grpo_config_arguments(
+    spec: TarotRunSpec, run_dir: Path, max_steps: int, *, cuda: bool, bf16: bool, fp16: bool
+) -> dict[str, Any]:
+    """trl GRPOConfig's keyword arguments for a phase of this run: every spec.training field that trl
+    reads lands here (tests/unit/pipeline/test_grpo_config.py fails on a new field that is neither
+    mapped here nor named there as read elsewhere)."""
+    t = spec.training
+    return dict(
+        output_dir=str(run_dir),
+        # The whole run's budget: the schedule and the trainer's progress are the trajectory's,
+        # whichever phase this Job trains; StopAtBoundary ends the Job at the phase's last step.
+        max_steps=max_steps,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_ratio,  # transformers reads a float in [0, 1) as a share of max_steps
+        loss_type=t.loss_type,
+        beta=t.beta,
+        num_generations=t.num_generations,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        max_completion_length=t.max_completion_length,
+        temperature=t.temperature,
+        reward_weights=[1.0, spec.reward.format_weight],
+        **generation_options(t),
+        gradient_checkpointing=t.gradient_checkpointing,
+        # Every parameter of a causal LM (or LoRA adapter) gets a gradient each step: DDP need not search
+        # the graph for unused ones (transformers' default does, and warns about it every run).
+        ddp_find_unused_parameters=False,
+        seed=t.seed,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        logging_steps=t.logging_steps,
+        report_to=[],
+        disable_tqdm=True,
+        use_cpu=not cuda,
+        bf16=bf16,
+        fp16=fp16,
+        log_level="warning",
+    )
 
 
 def generation_options(training: TrainingSpec) -> dict[str, Any]:

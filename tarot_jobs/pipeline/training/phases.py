@@ -10,7 +10,7 @@ every problem is drawn once an epoch). Phase i gets its fraction of the
 budget, rounded by largest remainder so the phases add up to the budget
 exactly, and at least one step each.
 
-The phases are cuts of ONE trajectory (DESIGN.md, "Training"): optimizer step
+The phases are cuts of ONE trajectory (docs/pipeline.md, "Training"): optimizer step
 s (1-based, run-wide) belongs to the phase whose range holds it, and the
 reward of the step is that phase's. `phase_at_step` is the single place that
 maps a step to its phase, for the cut Jobs and the uninterrupted trainer alike.

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
-import select
 import signal
 import subprocess
 import sys
@@ -24,7 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from process_helpers import processes_named
+from process_helpers import processes_named, start_sandbox_service
 
 from tarot_jobs.problems.loaders import save_problems
 from tarot_jobs.problems.model import Problem, TestCase
@@ -172,15 +170,7 @@ def test_sigint_to_tarot_sandbox_exec_leaves_nothing(tmp_path: Path, markers: li
 
 def test_sigterm_to_tarot_sandbox_serve_leaves_nothing(markers: list[str]) -> None:
     """The service stops gracefully: it finishes the run in flight (at its time limit), then closes."""
-    process = subprocess.Popen(
-        [*CLI, "sandbox", "serve", "--host", "127.0.0.1", "--port", "0", "--workers", "2"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], 60)
-    found = re.search(r"http://[\d.]+:\d+", process.stdout.readline() if ready else "")
-    assert found, "the service did not start"
+    process, url = start_sandbox_service("--workers", "2")
     requests = [
         ExecutionRequest(code=spinner(markers[0]), tests=[TestSpec()], time_limit_s=4),
         ExecutionRequest(
@@ -193,7 +183,7 @@ def test_sigterm_to_tarot_sandbox_serve_leaves_nothing(markers: list[str]) -> No
     ]
     body = {"requests": [r.model_dump(mode="json") for r in requests]}
     client = threading.Thread(
-        target=lambda: httpx.post(f"{found.group(0)}/v1/execute/batch", json=body, timeout=60), daemon=True
+        target=lambda: httpx.post(f"{url}/v1/execute/batch", json=body, timeout=60), daemon=True
     )
     client.start()
     stop_and_check(process, markers[:2], signal.SIGTERM, exit_s=20)

@@ -1,5 +1,5 @@
 """Every stage command, run as a Job runs it: its small JSON result lands in $TAROT_RESULT_FILE in the
-contract's shape (STATUS-CONTRACT.md "Job results"), validated by the planner's own models."""
+contract's shape (docs/architecture.md, "Stage results"), validated by the planner's own models."""
 
 from __future__ import annotations
 

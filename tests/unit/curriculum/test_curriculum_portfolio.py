@@ -1,4 +1,5 @@
-"""The policy portfolio matches DESIGN.md, and bad policies are rejected naming the field."""
+"""The policy portfolio matches the reference runs
+(docs/architecture.md, "Curriculum policies"), and bad policies are rejected naming the field."""
 
 from __future__ import annotations
 

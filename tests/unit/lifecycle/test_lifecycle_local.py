@@ -20,13 +20,13 @@ import pytest
 from rich.console import Console
 from test_lifecycle_planner import PHASE_STEPS, RESULTS, make_spec
 
-from tarot_jobs.curriculum.selection import Selection
 from tarot_jobs.lifecycle import planner
 from tarot_jobs.lifecycle.local import LocalExecutor, Workdir, claim_workdir
 from tarot_jobs.lifecycle.planner import DATA, EVALUATE_AFTER, EVALUATE_BEFORE, PROBE, train
 from tarot_jobs.lifecycle.types import ChildRef, ChildState, ObservedChild
 from tarot_jobs.pipeline.errors import StageError
 from tarot_jobs.pipeline.progress import Reporter
+from tarot_jobs.pipeline.selection import Selection
 from tarot_jobs.spec.model import TarotRunSpec
 
 SPEC = make_spec()

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from tarot_jobs.lifecycle.planner import (
     DATA,
@@ -25,9 +26,9 @@ from tarot_jobs.lifecycle.planner import (
     SANDBOX,
     WORKSPACE,
     format_eta,
+    invalid_spec,
     plan,
     reopen,
-    selection,
     train,
 )
 from tarot_jobs.lifecycle.types import ChildRef, ChildState, ObservedChild
@@ -76,6 +77,7 @@ def make_spec(**overrides: Any) -> TarotRunSpec:
 
 
 SPEC = make_spec()
+KUEUE = make_spec(resources__kueueQueue="team-a")
 
 
 def ready_services() -> dict[ChildRef, ObservedChild]:
@@ -126,6 +128,7 @@ class Case:
     spec: TarotRunSpec = field(default_factory=lambda: SPEC)
     suspend: list[ChildRef] = field(default_factory=list)
     check: Callable[[dict[str, Any]], None] | None = None
+    create_suspended: list[ChildRef] | None = None  # None: those in `suspend`
 
 
 def conditions(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -635,6 +638,26 @@ CASES = [
     ),
     # -- Kueue
     Case(
+        "with a Kueue queue, each stage Job is created suspended for Kueue to admit; services are not",
+        lambda: status_at(DATA, spec=KUEUE),
+        succeeded(DATA),
+        "Probing",
+        [WORKSPACE, SANDBOX, PROBE],
+        ["DataPrepared", "Probing"],
+        spec=KUEUE,
+        create_suspended=[PROBE],
+    ),
+    Case(
+        "with a Kueue queue, the phase Job too",
+        lambda: status_at(train(0), spec=KUEUE),
+        succeeded(DATA, PROBE),
+        "Training",
+        [WORKSPACE, SANDBOX, train(0)],
+        [],
+        spec=KUEUE,
+        create_suspended=[train(0)],
+    ),
+    Case(
         "a phase Job waiting for Kueue is queued, not failed",
         lambda: status_at(train(0)),
         {**succeeded(DATA, PROBE), train(0): ObservedChild(train(0), ChildState.QUEUED)},
@@ -808,6 +831,11 @@ def test_situation(case: Case) -> None:
     assert result.status["phase"] == case.phase
     assert result.children == case.children
     assert result.suspend == case.suspend
+    expected = case.suspend if case.create_suspended is None else case.create_suspended
+    assert result.create_suspended == expected
+    # The selected policy travels with the plan once the status names it.
+    policy = result.status.get("policy")
+    assert (result.selection and result.selection.policy.name) == (policy and policy["name"])
     assert [e.reason for e in result.events] == case.events
     assert all(e.type == ("Warning" if e.reason == "Failed" else "Normal") for e in result.events)
     TarotRunStatus.model_validate(result.status)  # what the planner writes fits the CRD's status schema
@@ -866,13 +894,29 @@ def test_condition_transition_time_moves_only_when_its_status_changes() -> None:
     assert times == ["2026-12-01T10:01:00Z", "2026-12-01T10:01:00Z", "2026-12-01T10:03:00Z"]
 
 
-def test_selection_gives_executors_the_policy_the_status_names() -> None:
+def test_the_plan_gives_executors_the_policy_the_status_names() -> None:
     status = status_at(train(0), score=0.9)
-    chosen = selection(SPEC, status)
+    chosen = plan(SPEC, status, succeeded(DATA, PROBE), NOW).selection
+    assert chosen is not None
     assert chosen.policy.name == status["policy"]["name"] == "reverse"
     assert chosen.reason == status["policy"]["reason"]
-    with pytest.raises(ValueError, match="no policy selected"):
-        selection(SPEC, status_at(PROBE))
+    assert plan(SPEC, status_at(PROBE), succeeded(DATA), NOW).selection is None
+
+
+def test_an_invalid_spec_fails_the_run_naming_the_fields_once() -> None:
+    with pytest.raises(ValidationError) as invalid:
+        TarotRunSpec.model_validate({"training": {"maxSteps": 0}})
+    failed = invalid_spec({"phase": "Pending", "startTime": "2026-12-01T10:00:00Z"}, invalid.value, NOW)
+    assert failed.children == [] and failed.status["phase"] == "Failed"
+    assert failed.status["startTime"] == "2026-12-01T10:00:00Z"
+    assert failed.status["completionTime"] == "2026-12-01T11:00:00Z"
+    (condition,) = failed.status["conditions"]
+    assert (condition["type"], condition["reason"]) == ("Failed", "InvalidSpec")
+    assert "training.maxSteps" in condition["message"] and "tarot validate" in condition["message"]
+    assert [(e.type, e.reason) for e in failed.events] == [("Warning", "InvalidSpec")]
+    TarotRunStatus.model_validate(failed.status)
+    again = invalid_spec(failed.status, invalid.value, NOW + timedelta(minutes=5))
+    assert again.status == failed.status and again.events == []
 
 
 def test_a_reopened_failed_run_retries_the_failed_step_and_keeps_the_rest() -> None:

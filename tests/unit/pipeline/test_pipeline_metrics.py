@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import socket
-
 import httpx
+from pytest_cluster import free_port
 
 from tarot_jobs.pipeline.training.metrics import TrainMetrics
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_step_records_are_scraped(tmp_path: object) -> None:
     metrics = TrainMetrics()
     metrics.start_phase(2, 8)
-    port = _free_port()
+    port = free_port()
     server = metrics.serve(port, address="127.0.0.1")
     try:
         record = {

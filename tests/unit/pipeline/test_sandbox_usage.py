@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from process_helpers import start_sandbox_service
 
-from tarot_jobs.cli.stage_results import train_result
-from tarot_jobs.lifecycle.results import SandboxServiceResult, TrainResult
+from tarot_jobs.lifecycle.results import SandboxServiceResult, TrainResult, train_result
 from tarot_jobs.pipeline.sandbox_usage import CountingSandbox
 from tarot_jobs.sandbox.client import HttpSandbox
 from tarot_jobs.sandbox.local import LocalSandbox
@@ -39,20 +37,11 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`tarot sandbox serve` on a free loopback port. When it stops (SIGTERM, as a pod's kubelet stops
     it), its result file (a pod's termination message) holds what its counter said last."""
     summary = tmp_path_factory.mktemp("service") / "termination-log"
-    process = subprocess.Popen(
-        [*CLI, "sandbox", "serve", "--host", "127.0.0.1", "--port", "0", "--workers", "1"],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "TAROT_RESULT_FILE": str(summary)},
+    process, url = start_sandbox_service(
+        "--workers", "1", env={**os.environ, "TAROT_RESULT_FILE": str(summary)}
     )
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], 60)
-    match = re.search(r"http://[\d.]+:\d+", process.stdout.readline() if ready else "")
-    if not match:
-        process.kill()
-        raise AssertionError("the sandbox service did not start")
-    yield match.group(0)
-    counted = _by_verdict(match.group(0))
+    yield url
+    counted = _by_verdict(url)
     assert not summary.exists()
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=20) == 0

@@ -9,18 +9,13 @@ import time
 
 import httpx
 import pytest
+from pytest_cluster import free_port
 
 from tarot_jobs.pipeline.training.metrics import MetricsServer, TrainMetrics, serving_role
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _serve(metrics: TrainMetrics, said: list[str], **env: str) -> tuple[MetricsServer, int]:
-    port = _free_port()
+    port = free_port()
     server = metrics.serve_phase(port, said.append, address="127.0.0.1", env=env)
     assert server is not None
     return server, port
@@ -50,7 +45,7 @@ def test_other_nodes_answer_without_a_second_copy_of_the_series() -> None:
         assert "tarot_train_" not in _scrape(port)
     finally:
         server.stop(final_scrape=True)
-    assert TrainMetrics().serve_phase(_free_port(), said.append, env={"RANK": "9", "LOCAL_RANK": "1"}) is None
+    assert TrainMetrics().serve_phase(free_port(), said.append, env={"RANK": "9", "LOCAL_RANK": "1"}) is None
 
 
 def test_a_taken_port_is_logged_and_training_goes_on() -> None:

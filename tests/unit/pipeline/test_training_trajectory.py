@@ -22,13 +22,14 @@ import pytest
 import yaml
 from pipeline_helpers import SHARED_MODEL_CACHE, run_tarot
 
-from tarot_jobs.curriculum.selection import Selection
 from tarot_jobs.pipeline.model.loading import ResolvedModel
+from tarot_jobs.pipeline.selection import Selection
 from tarot_jobs.pipeline.stages.data import RunData, write_data
 from tarot_jobs.pipeline.stages.select import write_policy
-from tarot_jobs.pipeline.stages.train import PhaseRequest, final_weights, phase_dir, train_phase
+from tarot_jobs.pipeline.stages.train import PhaseRequest, train_phase
 from tarot_jobs.pipeline.training.phases import plan_phases
 from tarot_jobs.pipeline.training.steplog import COMPLETIONS_FILE, STEPS_FILE, read_jsonl
+from tarot_jobs.pipeline.workspace import final_weights, phase_dir
 from tarot_jobs.problems.bundled import load_bundled
 from tarot_jobs.sandbox.local import LocalSandbox
 from tarot_jobs.spec.model import TarotRunSpec

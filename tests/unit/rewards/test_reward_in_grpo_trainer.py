@@ -33,15 +33,19 @@ from tarot_jobs.sandbox.types import (
 
 pytestmark = pytest.mark.slow
 
-PRINT_ONE = Problem(
-    id="p1",
-    statement="Print 1.",
-    gold_solution="print(1)",
-    tests=[
-        TestCase(input="", output="1\n", tier=Tier.BASIC),
-        TestCase(input="", output="1\n", tier=Tier.EDGE),
-    ],
-)
+
+def basic_and_edge(
+    id: str, statement: str, gold: str, basic: tuple[str, str], edge: tuple[str, str]
+) -> Problem:
+    """A stdin problem with one basic and one edge test, each (input, output)."""
+    tests = [
+        TestCase(input=basic[0], output=basic[1], tier=Tier.BASIC),
+        TestCase(input=edge[0], output=edge[1], tier=Tier.EDGE),
+    ]
+    return Problem(id=id, statement=statement, gold_solution=gold, tests=tests)
+
+
+PRINT_ONE = basic_and_edge("p1", "Print 1.", "print(1)", ("", "1\n"), ("", "1\n"))
 CORRECT = "```python\nprint(1)\n```"
 
 
@@ -61,12 +65,13 @@ class HalfCorrectReward(TieredReward):
         return rewards
 
 
-def _tiny_model_and_tokenizer() -> tuple[Any, Any]:
+def _tiny_model_and_tokenizer(tokens: Sequence[str] = ()) -> tuple[Any, Any, dict[str, int]]:
+    """A one-layer Llama over printable characters (and `tokens`, one id each), its tokenizer and vocab."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     vocab = {chr(i): i - 32 for i in range(32, 127)}
-    for special in ("\n", "<eos>", "<pad>"):
+    for special in ("\n", "<eos>", "<pad>", *tokens):
         vocab[special] = len(vocab)
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
     tokenizer.pre_tokenizer = pre_tokenizers.Split("", "isolated")
@@ -83,14 +88,14 @@ def _tiny_model_and_tokenizer() -> tuple[Any, Any]:
         eos_token_id=vocab["<eos>"],
         pad_token_id=vocab["<pad>"],
     )
-    return LlamaForCausalLM(config), hf_tokenizer
+    return LlamaForCausalLM(config), hf_tokenizer, vocab
 
 
 def test_tiered_and_format_rewards_train_in_grpo_trainer(tmp_path: Path) -> None:
     import datasets
     import trl
 
-    model, tokenizer = _tiny_model_and_tokenizer()
+    model, tokenizer, _ = _tiny_model_and_tokenizer()
     dataset = datasets.Dataset.from_list([{"prompt": "Write code:", "problem_id": "p1"}] * 8)
     with LocalSandbox(workers=2) as sandbox:
         reward = HalfCorrectReward({"p1": PRINT_ONE}, get_policy("reverse"), sandbox)
@@ -135,24 +140,15 @@ HALF = "```python\nprint('a')\n```"  # the basic test only: 0.5
 FAILS = "```python\nprint(0)\n```"  # 0.0
 FLAKY = "```python\nprint(input())  # flaky\n```"  # would pass; the sandbox always fails on it
 PROGRAMS = [PASSES, HALF, FAILS, FLAKY]
-ECHO = Problem(
-    id="echo",
-    statement="Print the line you read.",
-    gold_solution="print(input())",
-    tests=[
-        TestCase(input="a\n", output="a\n", tier=Tier.BASIC),
-        TestCase(input="b\n", output="b\n", tier=Tier.EDGE),
-    ],
-)
+ECHO = basic_and_edge("echo", "Print the line you read.", "print(input())", ("a\n", "a\n"), ("b\n", "b\n"))
 UNLUCKY_INPUT = "unlucky\n"
-UNLUCKY = Problem(  # every request for it fails in the sandbox: its whole group is dropped
-    id="unlucky",
-    statement="Print the line you read (the sandbox always fails on this one).",
-    gold_solution="print(input())",
-    tests=[
-        TestCase(input=UNLUCKY_INPUT, output=UNLUCKY_INPUT, tier=Tier.BASIC),
-        TestCase(input=UNLUCKY_INPUT, output=UNLUCKY_INPUT, tier=Tier.EDGE),
-    ],
+# Every request for it fails in the sandbox: its whole group is dropped.
+UNLUCKY = basic_and_edge(
+    "unlucky",
+    "Print the line you read (the sandbox always fails on this one).",
+    "print(input())",
+    (UNLUCKY_INPUT, UNLUCKY_INPUT),
+    (UNLUCKY_INPUT, UNLUCKY_INPUT),
 )
 FORMAT_WEIGHT = 0.1
 SEED = 2  # its sampling gives the echo group a FLAKY sample and scored samples that differ
@@ -193,29 +189,11 @@ class FailingSandbox:
 def _program_model(tmp_path: Path) -> tuple[str, Any, list[int]]:
     """The one-layer Llama of this module with one token per program; saved, so that trl loads the same
     weights again as the KL reference. Returns its directory, its tokenizer and the token ids to suppress."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, set_seed
+    from transformers import set_seed
 
-    vocab = {chr(i): i - 32 for i in range(32, 127)}
-    for special in ("\n", "<eos>", "<pad>", *PROGRAMS):
-        vocab[special] = len(vocab)
-    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Split("", "isolated")
-    tokenizer.decoder = decoders.Fuse()
-    hf_tokenizer = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<eos>", pad_token="<pad>")
-    set_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        eos_token_id=vocab["<eos>"],
-        pad_token_id=vocab["<pad>"],
-    )
-    LlamaForCausalLM(config).save_pretrained(tmp_path / "base")
+    set_seed(0)  # the same weights every run (the tokenizer draws no random numbers)
+    model, hf_tokenizer, vocab = _tiny_model_and_tokenizer(PROGRAMS)
+    model.save_pretrained(tmp_path / "base")
     return str(tmp_path / "base"), hf_tokenizer, [i for t, i in vocab.items() if t not in PROGRAMS]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import select
 import signal
 import socket
 import subprocess
@@ -16,28 +15,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from process_helpers import start_sandbox_service as start_service
 
 from tarot_jobs.sandbox.client import HttpSandbox, backend_for
 from tarot_jobs.sandbox.local import LocalSandbox
 from tarot_jobs.sandbox.types import ExecutionRequest, SandboxUnavailable, TestSpec, Verdict
 
 CLI = [sys.executable, "-c", "from tarot_jobs.cli import main; main()"]
-
-
-def start_service(*options: str) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [*CLI, "sandbox", "serve", "--host", "127.0.0.1", "--port", "0", *options],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], 60)
-    line = process.stdout.readline() if ready else ""
-    match = re.search(r"http://[\d.]+:\d+", line)
-    if not match:
-        process.kill()
-        raise AssertionError(f"service did not start: {line!r}")
-    return process, match.group(0)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tarot_jobs.curriculum.portfolio import get_policy
-from tarot_jobs.curriculum.selection import DEFAULT_THRESHOLD, select_policy
+from tarot_jobs.pipeline.selection import DEFAULT_THRESHOLD, select_policy
 from tarot_jobs.problems.model import Tier
 from tarot_jobs.spec.model import CurriculumSpec
 

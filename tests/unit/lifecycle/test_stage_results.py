@@ -1,4 +1,4 @@
-"""Each stage's small JSON result (STATUS-CONTRACT.md "Job results"), from what the stage returns,
+"""Each stage's small JSON result (docs/architecture.md, "Stage results"), from what the stage returns,
 and the shared training progress (phase label, one advance per logged step)."""
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from pydantic import BaseModel
 from rich.console import Console
 
 from tarot_jobs.cli.output import RESULT_FILE_VARIABLE, RESULT_LIMIT_BYTES, write_result
-from tarot_jobs.cli.stage_results import data_result, evaluate_result, probe_result, train_result
-from tarot_jobs.lifecycle.results import DataResult
+from tarot_jobs.lifecycle.results import DataResult, data_result, evaluate_result, probe_result, train_result
 from tarot_jobs.pipeline.progress import Reporter, phase_label, step_info, step_progress
 
 PASS = {"basic": 0.5, "intermediate": 0.25, "complex": None, "edge": 0.0, "overall": 0.125}
