@@ -67,6 +67,7 @@ from tarot_jobs.spec.model import TarotRunSpec
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "hack"))
+from percentiles import percentile  # noqa: E402
 from pod_runner.kube_api import ApiError, KubeApi  # noqa: E402
 
 CLUSTER = REPO / "hack" / "cluster"
@@ -268,11 +269,6 @@ def peak_rss_mb(operator: OperatorProcess) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 def run_body(name: str) -> dict[str, Any]:

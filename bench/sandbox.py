@@ -36,6 +36,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -44,6 +45,9 @@ from tarot_jobs.problems.bundled import load_bundled
 from tarot_jobs.sandbox.compare import outputs_match
 from tarot_jobs.sandbox.local import LocalSandbox, default_workers
 from tarot_jobs.sandbox.types import ExecutionRequest, ProgramKind, TestSpec, Verdict
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hack"))
+from percentiles import percentile
 
 console = Console(stderr=True)
 TIME_LIMIT_S = 5.0
@@ -119,11 +123,6 @@ def one_at_a_time(sandbox: LocalSandbox, request: ExecutionRequest, runs: int) -
         sandbox.run_batch([request])
         trips.append((time.perf_counter() - start) * 1000)
     return trips
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def main() -> None:

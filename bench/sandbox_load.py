@@ -21,17 +21,20 @@ import asyncio
 import json
 import os
 import re
-import select
 import signal
-import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tarot_jobs.problems.bundled import load_bundled
 from tarot_jobs.sandbox.local import default_workers
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hack"))
+from percentiles import percentile
+from sandbox_process import start_sandbox_service
 
 DEADLINE_S = 120.0
 
@@ -44,33 +47,6 @@ def payloads(count: int) -> list[dict[str, Any]]:
         code = problem.gold_solution if i % 3 else problem.gold_solution + "\nprint('extra')\n"
         out.append(problem.execution_request(code, problem.tests[:5], time_limit_s=5).model_dump(mode="json"))
     return out
-
-
-def start_service(workers: int, max_queued: int) -> tuple[subprocess.Popen[str], str]:
-    command = [
-        sys.executable,
-        "-c",
-        "from tarot_jobs.cli import main; main()",
-        "sandbox",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--workers",
-        str(workers),
-        "--max-queued",
-        str(max_queued),
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], 60)
-    line = process.stdout.readline() if ready else ""
-    found = re.search(r"http://[\d.]+:\d+", line)
-    if not found:
-        process.kill()
-        raise SystemExit(f"the service did not start: {line!r}")
-    return process, found.group(0)
 
 
 class Tally:
@@ -134,11 +110,6 @@ def server_executions(url: str) -> float:
     return sum(float(v) for v in re.findall(r"^tarot_sandbox_executions_total\{[^}]*\} (\S+)$", text, re.M))
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))] if ordered else float("nan")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -152,7 +123,11 @@ def main() -> None:
     parser.add_argument("--url", help="an already running service (default: start one)")
     args = parser.parse_args()
 
-    process, url = (None, args.url) if args.url else start_service(args.workers, args.max_queued)
+    process, url = (
+        (None, args.url)
+        if args.url
+        else start_sandbox_service("--workers", str(args.workers), "--max-queued", str(args.max_queued))
+    )
     try:
         bodies = payloads(args.requests)
         before = server_executions(url)
