@@ -207,16 +207,15 @@ def build_filter(own_pid: int, machine: str | None = None, *, ipc: bool = True) 
     p.jump_if(_JMP_JEQ_K, _AF_UNIX, "allow")
     p.ret(_DENY)
     # fcntl(fd, cmd, ...) / ioctl(fd, request, ...): the command is the second argument (32 bits).
-    p.label("fcntl")
-    p.load(_arg_low(1))
-    for command in (_F_SETOWN, _F_SETSIG, _F_SETOWN_EX):
-        p.jump_if(_JMP_JEQ_K, command, "deny")
-    p.ret(_SECCOMP_RET_ALLOW)
-    p.label("ioctl")
-    p.load(_arg_low(1))
-    for request in (_FIOSETOWN, _SIOCSPGRP):
-        p.jump_if(_JMP_JEQ_K, request, "deny")
-    p.ret(_SECCOMP_RET_ALLOW)
+    for label, denied in (
+        ("fcntl", (_F_SETOWN, _F_SETSIG, _F_SETOWN_EX)),
+        ("ioctl", (_FIOSETOWN, _SIOCSPGRP)),
+    ):
+        p.label(label)
+        p.load(_arg_low(1))
+        for command in denied:
+            p.jump_if(_JMP_JEQ_K, command, "deny")
+        p.ret(_SECCOMP_RET_ALLOW)
     # clone(flags, ...): every namespace flag is in the low 32 bits.
     p.label("clone")
     p.load(_arg_low(0))
