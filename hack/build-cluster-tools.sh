@@ -31,22 +31,9 @@ all_built() {
   for b in "${BINARIES[@]}"; do [[ -x "${BIN_DIR}/${b}" ]] || return 1; done
 }
 
-if all_built && [[ "${1:-}" != "--force" ]]; then
-  echo "${BIN_DIR}"
-  exit 0
-fi
-# One build at a time (a `hack/cluster up` of another shell may call this meanwhile): wait, then recheck.
-mkdir -p "${BIN_DIR}"
-exec 9>"${TOOLS_DIR}/.build.lock"
-flock 9
-if all_built && [[ "${1:-}" != "--force" ]]; then
-  echo "${BIN_DIR}"
-  exit 0
-fi
-
-# shellcheck source=hack/go-env.sh
-source "${HACK_DIR}/go-env.sh"
-export GOBIN="${BIN_DIR}"
+# shellcheck source=hack/build-once.sh
+source "${HACK_DIR}/build-once.sh"
+build_once all_built "${BIN_DIR}" "${1:-}"
 mkdir -p "${BIN_DIR}" "${SRC_DIR}"
 
 # ---- Kubernetes + etcd: one consumer module, one `go build` so shared packages compile once ----

@@ -25,21 +25,9 @@ built() {
     && -f "${STAMP}" && "$(cat "${STAMP}")" == "${WANT_STAMP}" ]]
 }
 
-if built && [[ "${1:-}" != "--force" ]]; then
-  echo "${TOOLS_DIR}"
-  exit 0
-fi
-mkdir -p "${BIN_DIR}"
-exec 9>"${TOOLS_DIR}/.build.lock"
-flock 9
-if built && [[ "${1:-}" != "--force" ]]; then
-  echo "${TOOLS_DIR}"
-  exit 0
-fi
-
-# shellcheck source=hack/go-env.sh
-source "${HACK_DIR}/go-env.sh"
-export GOBIN="${BIN_DIR}"
+# shellcheck source=hack/build-once.sh
+source "${HACK_DIR}/build-once.sh"
+build_once built "${TOOLS_DIR}" "${1:-}"
 
 # The version ldflags of Kueue's Makefile; the build date is the tag's date (identical flags: link cached).
 INFO="$(cd "${TOOLS_DIR}" && go mod download -json "sigs.k8s.io/kueue@${KUEUE_VERSION}")"

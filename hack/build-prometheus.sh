@@ -22,21 +22,9 @@ WANT_STAMP="prometheus=${PROMETHEUS_VERSION} tags=${TAGS}"
 log() { echo "[prometheus $(date -u +%H:%M:%S)] $*" >&2; }
 built() { [[ -x "${BIN_DIR}/prometheus" && -f "${STAMP}" && "$(cat "${STAMP}")" == "${WANT_STAMP}" ]]; }
 
-if built && [[ "${1:-}" != "--force" ]]; then
-  echo "${BIN_DIR}"
-  exit 0
-fi
-mkdir -p "${BIN_DIR}"
-exec 9>"${TOOLS_DIR}/.build.lock"
-flock 9
-if built && [[ "${1:-}" != "--force" ]]; then
-  echo "${BIN_DIR}"
-  exit 0
-fi
-
-# shellcheck source=hack/go-env.sh
-source "${HACK_DIR}/go-env.sh"
-export GOBIN="${BIN_DIR}"
+# shellcheck source=hack/build-once.sh
+source "${HACK_DIR}/build-once.sh"
+build_once built "${BIN_DIR}" "${1:-}"
 
 # Module v0.3MM.P is Prometheus 3.MM.P (Prometheus tags its Go module v0.x since v2).
 minor="${PROMETHEUS_VERSION#v0.}"; patch="${minor#*.}"; minor="${minor%%.*}"
