@@ -138,20 +138,24 @@ class EnvironmentResolver:
 
     def config_map_bytes(self, name: str, optional: bool | None) -> dict[str, bytes] | None:
         """The ConfigMap's data and binaryData as file contents; None when missing and optional."""
-        obj = self.api.get_or_none(f"/api/v1/namespaces/{self.namespace}/configmaps/{name}")
+        obj = self._source("configmaps", "configmap", name, optional)
         if obj is None:
-            if optional:
-                return None
-            raise ContainerConfigError(f'configmap "{name}" not found')
+            return None
         files = {k: v.encode() for k, v in (obj.get("data") or {}).items()}
         files.update({k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()})
         return files
 
     def secret_bytes(self, name: str, optional: bool | None) -> dict[str, bytes] | None:
         """The Secret's decoded data; None when missing and optional."""
-        obj = self.api.get_or_none(f"/api/v1/namespaces/{self.namespace}/secrets/{name}")
+        obj = self._source("secrets", "secret", name, optional)
         if obj is None:
-            if optional:
-                return None
-            raise ContainerConfigError(f'secret "{name}" not found')
+            return None
         return {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+
+    def _source(self, resource: str, kind: str, name: str, optional: bool | None) -> JSON | None:
+        """The namespace's ConfigMap or Secret `name`; None when missing and optional (an error, as the
+        kubelet's, when missing and not)."""
+        obj = self.api.get_or_none(f"/api/v1/namespaces/{self.namespace}/{resource}/{name}")
+        if obj is None and not optional:
+            raise ContainerConfigError(f'{kind} "{name}" not found')
+        return obj
