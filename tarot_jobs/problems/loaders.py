@@ -9,6 +9,7 @@ file, or forced with `format`. The record parsers live in `records.py`.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -221,13 +222,16 @@ def _read_json(path: Path) -> list[Any]:
     raise ProblemSourceError(f"{path}: expected a list of records or one record, got {type(data).__name__}")
 
 
-def _read_parquet(path: Path) -> list[Any]:
+def _train_extra(module: str, needs: str) -> Any:
+    """`module`, which comes with tarot[train]; without it, a ProblemSourceError saying `needs` and how."""
     try:
-        import pyarrow.parquet as pq
+        return importlib.import_module(module)
     except ImportError as exc:
-        raise ProblemSourceError(
-            f"{path}: reading parquet needs pyarrow (pip install 'tarot[train]')"
-        ) from exc
+        raise ProblemSourceError(f"{needs} (pip install 'tarot[train]')") from exc
+
+
+def _read_parquet(path: Path) -> list[Any]:
+    pq = _train_extra("pyarrow.parquet", f"{path}: reading parquet needs pyarrow")
     try:
         rows: list[Any] = pq.read_table(path).to_pylist()
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
@@ -253,12 +257,7 @@ def _directory_records(path: Path) -> Iterator[_RawRecord]:
 
 
 def _saved_dataset_records(path: Path) -> Iterator[_RawRecord]:
-    try:
-        import datasets
-    except ImportError as exc:
-        raise ProblemSourceError(
-            f"{path}: reading a datasets folder needs `datasets` (pip install 'tarot[train]')"
-        ) from exc
+    datasets = _train_extra("datasets", f"{path}: reading a datasets folder needs `datasets`")
     try:
         loaded = datasets.load_from_disk(str(path))
     except (OSError, ValueError, FileNotFoundError) as exc:
