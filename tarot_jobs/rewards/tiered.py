@@ -276,7 +276,8 @@ class TieredReward:
     stays unavailable for `max_unavailable_calls` calls in a row raises
     SandboxUnavailable, so a run fails instead of training on nothing.
     `strip_lines` and `unit_weight_single_tier` are the reference's rules
-    (module docstring), off by default.
+    (module docstring), off by default. The scoring keywords are score_batch's
+    (`ScoreOptions`), with its defaults.
     """
 
     __name__ = "tiered_reward"  # trl names the reward's log columns after it
@@ -287,15 +288,9 @@ class TieredReward:
         policy: CurriculumPolicy,
         sandbox: SandboxBackend,
         *,
-        normalize: bool = True,
         phase_index: int | None = None,
-        time_limit_s: float = 5.0,
-        memory_limit_mb: int = 512,
-        float_tolerance: float | None = None,
         max_unavailable_calls: int = 5,
-        retries: int = 2,
-        strip_lines: bool = False,
-        unit_weight_single_tier: bool = False,
+        **options: Unpack[ScoreOptions],
     ) -> None:
         if phase_index is not None and not 0 <= phase_index < len(policy.phases):
             raise ValueError(
@@ -304,15 +299,9 @@ class TieredReward:
         self.problems = problems
         self.policy = policy
         self.sandbox = sandbox
-        self.normalize = normalize
         self.phase_index = phase_index
-        self.time_limit_s = time_limit_s
-        self.memory_limit_mb = memory_limit_mb
-        self.float_tolerance = float_tolerance
         self.max_unavailable_calls = max_unavailable_calls
-        self.retries = retries
-        self.strip_lines = strip_lines
-        self.unit_weight_single_tier = unit_weight_single_tier
+        self.options = options  # score_batch's, with its defaults
         self.last_details: list[RewardDetail] = []
         self.last_phase_index: int | None = None
         self._unavailable_calls = 0
@@ -347,13 +336,7 @@ class TieredReward:
             ],
             phase,
             self.sandbox,
-            normalize=self.normalize,
-            time_limit_s=self.time_limit_s,
-            memory_limit_mb=self.memory_limit_mb,
-            float_tolerance=self.float_tolerance,
-            retries=self.retries,
-            strip_lines=self.strip_lines,
-            unit_weight_single_tier=self.unit_weight_single_tier,
+            **self.options,
         )
         self.last_details = details
         self.last_phase_index = index
