@@ -56,7 +56,6 @@ from tarot_operator.config import PodScheduling
 from tarot_operator.jobs import JobSettings, stage_job
 from tarot_operator.kube import Kube
 from tarot_operator.names import child_name
-from tarot_operator.process import OperatorProcess, apply_crd
 from tarot_operator.reconcile import object_path
 from tarot_operator.run_spec import spec_yaml
 from tarot_operator.sandbox import sandbox_deployment, sandbox_network_policy, sandbox_service, sandbox_url
@@ -67,6 +66,7 @@ from tarot_jobs.spec.model import TarotRunSpec
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "hack"))
+from local_processes import OperatorProcess, apply_crd  # noqa: E402
 from percentiles import percentile  # noqa: E402
 from pod_runner.kube_api import ApiError, KubeApi  # noqa: E402
 

@@ -33,8 +33,8 @@ from tarot_jobs.problems.bundled import load_bundled
 from tarot_jobs.sandbox.local import default_workers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hack"))
+from local_processes import start_sandbox_service
 from percentiles import percentile
-from sandbox_process import start_sandbox_service
 
 DEADLINE_S = 120.0
 

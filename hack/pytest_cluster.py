@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ HACK_DIR = Path(__file__).resolve().parent
 if str(HACK_DIR) not in sys.path:
     sys.path.insert(0, str(HACK_DIR))
 
+from local_processes import free_port as free_port  # noqa: E402  (re-exported: tests import it from here)
 from pod_runner.kube_api import JSON, ApiError, KubeApi  # noqa: E402
 
 CLUSTER_SCRIPT = HACK_DIR / "cluster"
@@ -88,13 +88,6 @@ class Cluster:
                 return last
             time.sleep(interval)
         raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now (for a process a test starts)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _run_cluster(name: str, command: str) -> str:

@@ -8,10 +8,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from local_processes import OperatorProcess, apply_crd
 from pipeline_helpers import SHARED_MODEL_CACHE, TINY_RUN_SPEC
 from pod_runner.kube_api import JSON
 from pytest_cluster import Cluster
-from tarot_operator.process import OperatorProcess, apply_crd
 
 CRD = Path(__file__).resolve().parents[1] / "crds" / "tarot.dev_tarotruns.yaml"
 

@@ -1,12 +1,12 @@
 """Processes the tests start and look for: `tarot sandbox serve` on a free port (from
-hack/sandbox_process.py, which the benches share), and finding processes by name, for tests that prove
+hack/local_processes.py, which the benches share), and finding processes by name, for tests that prove
 a sandboxed program left nothing running."""
 
 from __future__ import annotations
 
 import os
 
-from sandbox_process import start_sandbox_service
+from local_processes import start_sandbox_service
 
 __all__ = ["processes_named", "start_sandbox_service"]
 

@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
+from local_processes import OperatorProcess, apply_crd
 from operator_helpers import CRD, RUNS, jobs, pods_of, run_manifest, running_pod, wait_phase
 from pipeline_helpers import SHARED_MODEL_CACHE
 from pod_runner.kube_api import JSON
 from pytest_cluster import Cluster
-from tarot_operator.process import OperatorProcess, apply_crd
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

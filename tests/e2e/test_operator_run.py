@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from local_processes import OperatorProcess
 from operator_helpers import RUNS, jobs, pods_of, run_manifest, running_operator, running_pod, wait_phase
 from pod_runner.kube_api import JSON
 from pytest_cluster import Cluster
-from tarot_operator.process import OperatorProcess
 
 from tarot_jobs.pipeline.training.checkpoints import complete_checkpoints
 

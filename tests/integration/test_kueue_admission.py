@@ -21,11 +21,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from local_processes import OperatorProcess
 from operator_helpers import running_operator
 from pod_runner.kube_api import JSON, ApiError
 from pytest_cluster import Cluster
 from pytest_kueue import KUEUE_API, QUEUE_LABEL, Kueue, running_kueue
-from tarot_operator.process import OperatorProcess
 
 pytestmark = pytest.mark.cluster
 

@@ -18,11 +18,11 @@ import httpx
 import pytest
 from kubernetes.client import Configuration
 from kubernetes.config import kube_config
+from local_processes import OperatorProcess
 from operator_helpers import running_operator
 from pod_runner.kube_api import JSON
 from pytest_cluster import Cluster
 from tarot_operator.access import progress_account, progress_role, progress_role_binding
-from tarot_operator.process import OperatorProcess
 
 from tarot_jobs.lifecycle.progress_report import ProgressReporter
 

@@ -24,10 +24,10 @@ from live_stack import (
     prometheus,
     queries_without_data,
 )
+from local_processes import OperatorProcess, apply_crd
 from pipeline_helpers import SHARED_MODEL_CACHE, TINY_RUN_SPEC
 from pod_runner.kube_api import JSON
 from pytest_cluster import Cluster
-from tarot_operator.process import OperatorProcess, apply_crd
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -1,12 +1,12 @@
-"""`tarot operator run` as a child process: for the end-to-end tests and the scale benchmark.
-
-A real process (not kopf's in-thread runner), so it can be SIGKILLed and restarted, and its memory
-measured, like the operator's pod.
-"""
+"""The processes the tests and the benches start on this machine: `tarot sandbox serve` on a free loopback
+port, and `tarot operator run` (`OperatorProcess`: a real process, not kopf's in-thread runner, so it can
+be SIGKILLed and restarted, and its memory measured, like the operator's pod) with `apply_crd` for it."""
 
 from __future__ import annotations
 
 import os
+import re
+import select
 import signal
 import socket
 import subprocess
@@ -15,8 +15,31 @@ import time
 import urllib.request
 from pathlib import Path
 
+CLI = [sys.executable, "-c", "from tarot_jobs.cli import main; main()"]
+
+
+def start_sandbox_service(
+    *options: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """`tarot sandbox serve` on a free loopback port, and its URL once it printed it (60 s at most)."""
+    process = subprocess.Popen(
+        [*CLI, "sandbox", "serve", "--host", "127.0.0.1", "--port", "0", *options],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], 60)
+    line = process.stdout.readline() if ready else ""
+    match = re.search(r"http://[\d.]+:\d+", line)
+    if not match:
+        process.kill()
+        raise AssertionError(f"the sandbox service did not start: {line!r}")
+    return process, match.group(0)
+
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a process a test starts)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
