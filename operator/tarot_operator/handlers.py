@@ -19,7 +19,7 @@ import contextlib
 import copy
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import httpx
@@ -149,30 +149,35 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:
     # (a plain `def` would run in kopf's thread pool, and asyncio is not thread-safe).
 
     # A child's event wakes its run only if the child's summary differs from what the run's last pass
-    # saw: most events of a rollout or a running Job change nothing the planner reads.
+    # saw: most events of a rollout or a running Job change nothing the planner reads. A deletion, or a
+    # run with no pass yet, always wakes it.
+    def wake_unless_seen(
+        namespace: str | None, labels: kopf.Labels, type: str | None, seen: Callable[[RunMemory], bool]
+    ) -> None:
+        key = _run_key(namespace, labels)
+        memory = state.runs.get(key)
+        if memory is not None and type != "DELETED" and seen(memory):
+            return
+        state.wake(key)
 
     @kopf.on.event("batch", "v1", "jobs", id="job-changed", labels=MANAGED, registry=registry)
     async def job_changed(
         body: kopf.Body, namespace: str | None, labels: kopf.Labels, type: str | None, **_: Any
     ) -> None:
-        key = _run_key(namespace, labels)
-        memory = state.runs.get(key)
-        if memory is not None and type != "DELETED":
-            summary = summarize_job(dict(body))
-            if summary is not None and memory.seen_jobs.get(summary.name) == summary:
-                return
-        state.wake(key)
+        summary = summarize_job(dict(body))
+        wake_unless_seen(
+            namespace,
+            labels,
+            type,
+            lambda memory: summary is not None and memory.seen_jobs.get(summary.name) == summary,
+        )
 
     @kopf.on.event("apps", "v1", "deployments", id="sandbox-changed", labels=sandboxes, registry=registry)
     async def sandbox_changed(
         body: kopf.Body, namespace: str | None, labels: kopf.Labels, type: str | None, **_: Any
     ) -> None:
-        key = _run_key(namespace, labels)
-        memory = state.runs.get(key)
-        unchanged = memory is not None and memory.seen_deployment == summarize_deployment(dict(body))
-        if unchanged and type != "DELETED":
-            return
-        state.wake(key)
+        summary = summarize_deployment(dict(body))
+        wake_unless_seen(namespace, labels, type, lambda memory: memory.seen_deployment == summary)
 
     @kopf.on.event("", "v1", "pods", id="pod-changed", labels=MANAGED, registry=registry)
     async def pod_changed(namespace: str | None, labels: kopf.Labels, status: kopf.Status, **_: Any) -> None:
