@@ -12,10 +12,9 @@
 set -euo pipefail
 
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=hack/versions.env
-source "${HACK_DIR}/versions.env"
+# shellcheck source=hack/build-once.sh
+source "${HACK_DIR}/build-once.sh"   # versions.env, TAROT_CACHE, build_once
 
-TAROT_CACHE="${TAROT_CACHE:-${HOME}/.cache/tarot}"
 TOOLS_DIR="${TAROT_CACHE}/k8s/${KUBE_VERSION}"
 BIN_DIR="${TOOLS_DIR}/bin"
 SRC_DIR="${TOOLS_DIR}/src"
@@ -31,8 +30,6 @@ all_built() {
   for b in "${BINARIES[@]}"; do [[ -x "${BIN_DIR}/${b}" ]] || return 1; done
 }
 
-# shellcheck source=hack/build-once.sh
-source "${HACK_DIR}/build-once.sh"
 build_once all_built "${BIN_DIR}" "${1:-}"
 mkdir -p "${BIN_DIR}" "${SRC_DIR}"
 

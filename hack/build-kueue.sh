@@ -8,10 +8,9 @@
 set -euo pipefail
 
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=hack/versions.env
-source "${HACK_DIR}/versions.env"
+# shellcheck source=hack/build-once.sh
+source "${HACK_DIR}/build-once.sh"   # versions.env, TAROT_CACHE, build_once
 
-TAROT_CACHE="${TAROT_CACHE:-${HOME}/.cache/tarot}"
 TOOLS_DIR="${TAROT_CACHE}/kueue/${KUEUE_VERSION}"
 BIN_DIR="${TOOLS_DIR}/bin"
 CRD_DIR="${TOOLS_DIR}/crd"
@@ -25,8 +24,6 @@ built() {
     && -f "${STAMP}" && "$(cat "${STAMP}")" == "${WANT_STAMP}" ]]
 }
 
-# shellcheck source=hack/build-once.sh
-source "${HACK_DIR}/build-once.sh"
 build_once built "${TOOLS_DIR}" "${1:-}"
 
 # The version ldflags of Kueue's Makefile; the build date is the tag's date (identical flags: link cached).

@@ -2,7 +2,13 @@
 # they share. `build_once BUILT OUT [--force]`: when the function BUILT succeeds (and no --force), print
 # OUT and end the script; otherwise take ${TOOLS_DIR}'s build lock (one build at a time: a `hack/cluster
 # up` of another shell may build meanwhile), wait, check again, and enter the Go workspace (hack/go-env.sh,
-# so `go` is needed only when something is built) with GOBIN=${BIN_DIR}.
+# so `go` is needed only when something is built) with GOBIN=${BIN_DIR}. Needs HACK_DIR; sets the pinned
+# versions (hack/versions.env) and TAROT_CACHE (default ~/.cache/tarot).
+
+# shellcheck source=hack/versions.env
+source "${HACK_DIR}/versions.env"
+TAROT_CACHE="${TAROT_CACHE:-${HOME}/.cache/tarot}"
+
 build_once() {
   local built="$1" out="$2" force="${3:-}"
   if "${built}" && [[ "${force}" != "--force" ]]; then

@@ -9,10 +9,9 @@
 set -euo pipefail
 
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=hack/versions.env
-source "${HACK_DIR}/versions.env"
+# shellcheck source=hack/build-once.sh
+source "${HACK_DIR}/build-once.sh"   # versions.env, TAROT_CACHE, build_once
 
-TAROT_CACHE="${TAROT_CACHE:-${HOME}/.cache/tarot}"
 TOOLS_DIR="${TAROT_CACHE}/prometheus/${PROMETHEUS_VERSION}"
 BIN_DIR="${TOOLS_DIR}/bin"
 STAMP="${BIN_DIR}/.version"
@@ -22,8 +21,6 @@ WANT_STAMP="prometheus=${PROMETHEUS_VERSION} tags=${TAGS}"
 log() { echo "[prometheus $(date -u +%H:%M:%S)] $*" >&2; }
 built() { [[ -x "${BIN_DIR}/prometheus" && -f "${STAMP}" && "$(cat "${STAMP}")" == "${WANT_STAMP}" ]]; }
 
-# shellcheck source=hack/build-once.sh
-source "${HACK_DIR}/build-once.sh"
 build_once built "${BIN_DIR}" "${1:-}"
 
 # Module v0.3MM.P is Prometheus 3.MM.P (Prometheus tags its Go module v0.x since v2).
