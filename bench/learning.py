@@ -100,6 +100,17 @@ def _heldout_outcomes(samples_file: Path) -> list[tuple[str, bool]]:
     return [(r["problem_id"], bool(r["solves"])) for r in rows if r.get("set") == "heldout"]
 
 
+def zero_std_share(workdir: Path) -> float | None:
+    """The share of training groups (step, prompt) whose rewards were all equal: they teach nothing
+    (trl's frac_reward_zero_std, from the run's completions.jsonl)."""
+    groups: dict[tuple[int, str], set[float | None]] = {}
+    for f in sorted(workdir.glob("train/phase-*/completions.jsonl")):
+        for line in f.open():
+            row = json.loads(line)
+            groups.setdefault((row["step"], row["problem_id"]), set()).add(row["reward"])
+    return sum(len(r) == 1 for r in groups.values()) / len(groups) if groups else None
+
+
 def read_cell(cell: Cell, workdir: Path, seconds: float) -> dict[str, Any]:
     report = json.loads((workdir / "report.json").read_text())
     before = _heldout_outcomes(workdir / "eval" / "before" / "samples.jsonl")
@@ -127,11 +138,16 @@ def read_cell(cell: Cell, workdir: Path, seconds: float) -> dict[str, Any]:
         "before_pass_at_k": float(np.mean(list(pass_at_k_by_problem(before, samples).values()))),
         "after_pass_at_k": float(np.mean(list(pass_at_k_by_problem(after, samples).values()))),
         "yardstick": [(m["step"], m["pass_at_1"]["overall"]) for m in yardstick],
+        "zero_std_groups": zero_std_share(workdir),
     }
 
 
 def _mean(per_problem: dict[str, float]) -> float:
     return 100 * float(np.mean(list(per_problem.values())))
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
 
 
 def arm_gain(rows: list[dict[str, Any]], resamples: int) -> Interval | None:
@@ -142,11 +158,14 @@ def arm_gain(rows: list[dict[str, Any]], resamples: int) -> Interval | None:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    print("| run | picked | held-out pass@1 before -> after | pass@n before -> after | yardstick | wall |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| run | picked | held-out pass@1 before -> after | pass@n before -> after | yardstick "
+        "| zero-std groups | wall |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
         if row["rc"] != 0:
-            print(f"| {row['run']} | failed (exit {row['rc']}, see its .log) | | | | {row['seconds']} s |")
+            print(f"| {row['run']} | failed (exit {row['rc']}, see its .log) | | | | | {row['seconds']} s |")
             continue
         yard = row["yardstick"]
         yard_text = f"{yard[0][1]:.2f} -> {yard[-1][1]:.2f}" if yard else "-"
@@ -154,7 +173,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"| {row['run']} | {row['picked']} | {_mean(row['before']):.1f} -> {_mean(row['after']):.1f} "
             f"| {100 * row['before_pass_at_k']:.1f} -> {100 * row['after_pass_at_k']:.1f} "
             f"(n={row['samples']}) "
-            f"| {yard_text} | {row['seconds']} s |"
+            f"| {yard_text} | {_share(row.get('zero_std_groups'))} | {row['seconds']} s |"
         )
 
 

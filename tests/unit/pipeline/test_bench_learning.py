@@ -54,6 +54,11 @@ def _workdir(root: Path, before: dict[str, int], after: dict[str, int], n: int =
     _samples(root / "eval" / "after" / "samples.jsonl", after, n)
     steps = [{"step": s, "pass_at_1": {"overall": s / 100}} for s in (20, 0)]
     (root / "train" / "phase-0" / "yardstick.jsonl").write_text("".join(json.dumps(m) + "\n" for m in steps))
+    rewards = {(1, "a"): [0.5, 0.5], (1, "b"): [0.0, 1.0], (2, "a"): [1.0, 1.0], (2, "c"): [None, 0.0]}
+    completions = [{"step": s, "problem_id": p, "reward": r} for (s, p), rs in rewards.items() for r in rs]
+    (root / "train" / "phase-0" / "completions.jsonl").write_text(
+        "".join(json.dumps(c) + "\n" for c in completions)
+    )
     return root
 
 
@@ -64,6 +69,7 @@ def test_a_cell_reads_pass_at_1_per_heldout_problem(bench: ModuleType, tmp_path:
     assert row["samples"] == 4 and row["picked"] == "forward"
     assert row["before_pass_at_k"] == pytest.approx(2 / 3)  # pass@4: b and c solved in some sample
     assert row["yardstick"] == [(0, 0.0), (20, 0.2)]
+    assert row["zero_std_groups"] == 0.5  # (1, a) and (2, a) paid every sample alike
 
 
 def test_the_grid_reports_both_arms_gains_in_points(
