@@ -199,17 +199,12 @@ def plot(rows: list[dict[str, Any]], gains: dict[str, Interval | None], target: 
                 capsize=4,
                 color=("tab:gray", "tab:blue" if arm == "tiered" else "tab:orange")[j],
             )
+    labels = []
+    for arm in ARMS:
         gain = gains[arm]
-        if gain is not None:
-            levels.annotate(
-                f"gain {gain.estimate:+.1f}\n[{gain.low:+.1f}, {gain.high:+.1f}]",
-                (i, 0),
-                xytext=(0, -32),
-                textcoords="offset points",
-                ha="center",
-                fontsize=8,
-            )
-    levels.set_xticks(range(len(ARMS)), [f"{a}\n(before | after)" for a in ARMS])
+        interval = "" if gain is None else f"\ngain {gain.estimate:+.1f} [{gain.low:+.1f}, {gain.high:+.1f}]"
+        labels.append(f"{arm} (before | after){interval}")
+    levels.set_xticks(range(len(ARMS)), labels)
     levels.set(ylabel="held-out pass@1 (points), 95% CI", title="Held-out pass@1 per arm")
     levels.grid(axis="y", alpha=0.3)
     for row in rows:
