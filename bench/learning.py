@@ -70,14 +70,19 @@ def cell_manifest(spec_file: Path, cell: Cell, args: argparse.Namespace) -> dict
 
 
 def run_cell(cell: Cell, args: argparse.Namespace) -> dict[str, Any]:
-    """Run (or reuse) one cell; its figures are kept in OUT/runs/NAME.json."""
+    """Run (or reuse) one cell; its figures are kept in OUT/runs/NAME.json, with the spec they came from
+    (a grid whose spec changed stops rather than mixing cells of two experiments)."""
     runs = args.out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     record = runs / f"{cell.name}.json"
+    manifest = cell_manifest(args.spec, cell, args)
     if record.is_file():
-        return dict(json.loads(record.read_text()))
+        kept = dict(json.loads(record.read_text()))
+        if kept.get("manifest") != manifest:
+            raise SystemExit(f"{record} was made from another spec than this grid's: use another --out")
+        return kept
     variant = runs / f"{cell.name}.yaml"
-    variant.write_text(yaml.safe_dump(cell_manifest(args.spec, cell, args), sort_keys=False))
+    variant.write_text(yaml.safe_dump(manifest, sort_keys=False))
     workdir = runs / cell.name
     tarot = ["run", str(variant), "--workdir", str(workdir), "--model-cache", str(args.model_cache)]
     if cell.arm == "control":
@@ -90,7 +95,7 @@ def run_cell(cell: Cell, args: argparse.Namespace) -> dict[str, Any]:
     seconds = round(time.monotonic() - started, 1)
     if rc != 0:
         return {"run": cell.name, "rc": rc, "seconds": seconds}
-    result = read_cell(cell, workdir, seconds)
+    result = {**read_cell(cell, workdir, seconds), "manifest": manifest}
     record.write_text(json.dumps(result))
     return result
 

@@ -3,6 +3,7 @@ gain per arm with its interval, the control arm apart, and the JSON line the goa
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import sys
@@ -79,6 +80,10 @@ def test_the_grid_reports_both_arms_gains_in_points(
     the control arm gains on one problem and loses on another."""
     runs = tmp_path / "runs"
     runs.mkdir()
+    argv = ["learning.py", "--out", str(tmp_path), "--seeds", "0", "1", "--resamples", "300"]
+    monkeypatch.setattr(sys, "argv", argv)
+    options = argparse.Namespace(steps=None, heldout=None, samples=None, warmup_steps=None)
+    example = bench.ROOT / "examples" / "toy-learning.yaml"
     problems = [f"p{i}" for i in range(8)]
     for seed in (0, 1):
         for arm, after in (("tiered", {p: 0.5 for p in problems}), ("control", {"p0": 0.5, "p1": 0.0})):
@@ -95,10 +100,9 @@ def test_the_grid_reports_both_arms_gains_in_points(
                 "before_pass_at_k": 0.5,
                 "after_pass_at_k": 0.5,
                 "yardstick": [(0, 0.0), (20, 0.1)],
+                "manifest": bench.cell_manifest(example, bench.Cell("auto", arm, seed), options),
             }
             (runs / f"auto-{arm}-seed{seed}.json").write_text(json.dumps(record))
-    argv = ["learning.py", "--out", str(tmp_path), "--seeds", "0", "1", "--resamples", "300"]
-    monkeypatch.setattr(sys, "argv", argv)
     monkeypatch.setattr(bench.subprocess, "run", lambda *a, **k: pytest.fail("a finished cell was rerun"))
     bench.main()
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -109,11 +113,13 @@ def test_the_grid_reports_both_arms_gains_in_points(
     assert (result["seeds"], result["heldout_problems"], result["samples_per_problem"]) == (2, 8, 4)
     assert result["minutes"] == 2.0
     assert (tmp_path / "learning.png").stat().st_size > 0
+    # The same cells under a grid with another spec (fewer steps) are not reused as its results.
+    monkeypatch.setattr(sys, "argv", [*argv, "--steps", "40"])
+    with pytest.raises(SystemExit, match="another spec"):
+        bench.main()
 
 
 def test_a_cell_spec_replaces_policy_seed_and_the_smoke_grid_options(bench: ModuleType) -> None:
-    import argparse
-
     options = argparse.Namespace(steps=40, heldout=32, samples=4, warmup_steps=None)
     spec = bench.cell_manifest(
         bench.ROOT / "examples" / "toy-learning.yaml", bench.Cell("reverse", "control", 2), options
