@@ -14,6 +14,12 @@ from pod_runner.kube_api import JSON
 from pytest_cluster import Cluster
 
 CRD = Path(__file__).resolve().parents[1] / "crds" / "tarot.dev_tarotruns.yaml"
+# A TarotRun as the object builders and the reconciler receive it (the unit tests' run r1 in namespace ns).
+RUN: dict[str, Any] = {
+    "apiVersion": "tarot.dev/v1alpha1",
+    "kind": "TarotRun",
+    "metadata": {"name": "r1", "namespace": "ns", "uid": "u-1", "generation": 1},
+}
 
 
 def runs_being_deleted(cluster: Cluster) -> list[str]:

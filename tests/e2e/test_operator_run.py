@@ -55,6 +55,19 @@ def condition(run: JSON, type_: str) -> JSON:
     return dict(found[0])
 
 
+def one_phase_run(name: str) -> JSON:
+    """A run of one phase of 6 steps over every tier (a checkpoint after each), no baseline evaluation:
+    long enough to stop its phase mid-way."""
+    return run_manifest(
+        name,
+        curriculum__phases=[
+            {"start": 0.0, "end": 1.0, "tiers": ["basic", "intermediate", "complex", "edge"]}
+        ],
+        training__maxSteps=6,
+        evaluation__baseline=False,
+    )
+
+
 def test_tiny_run_succeeds_although_the_operator_is_killed_mid_phase(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
@@ -125,14 +138,7 @@ def test_a_killed_phase_pod_is_retried_from_its_newest_checkpoint(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
     # One phase of 6 steps, a checkpoint after each: the retry must not start over.
-    manifest = run_manifest(
-        "retry",
-        curriculum__phases=[
-            {"start": 0.0, "end": 1.0, "tiers": ["basic", "intermediate", "complex", "edge"]}
-        ],
-        training__maxSteps=6,
-        evaluation__baseline=False,
-    )
+    manifest = one_phase_run("retry")
     cluster.api.create(RUNS.format(ns=namespace), manifest)
     first = cluster.wait_for(
         "the phase-0 pod to run", lambda: running_pod(cluster, namespace, "retry-train-0"), timeout=300
@@ -155,14 +161,7 @@ def test_a_killed_phase_pod_is_retried_from_its_newest_checkpoint(
 def test_suspend_stops_the_phase_job_and_resume_continues_from_the_checkpoint(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
-    manifest = run_manifest(
-        "pause",
-        curriculum__phases=[
-            {"start": 0.0, "end": 1.0, "tiers": ["basic", "intermediate", "complex", "edge"]}
-        ],
-        training__maxSteps=6,
-        evaluation__baseline=False,
-    )
+    manifest = one_phase_run("pause")
     path = f"{RUNS.format(ns=namespace)}/pause"
     cluster.api.create(RUNS.format(ns=namespace), manifest)
     cluster.wait_for(

@@ -153,6 +153,14 @@ def test_children_are_owned_labelled_and_locked_down(
 def test_kueue_admits_the_jobs_and_a_requeue_is_not_a_failure(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
+    def queued_condition(state: str, what: str) -> JSON:
+        """The run's Queued condition, once its status is `state` (60 s at most)."""
+        return cluster.wait_for(
+            what,
+            lambda: (c := condition(cluster, namespace, "queued", "Queued")) and c["status"] == state and c,
+            timeout=60,
+        )
+
     cluster.api.create(run_path(namespace), manifest("queued"))
     data = wait_job(cluster, namespace, "queued-data")
     labels = data["metadata"]["labels"]
@@ -178,20 +186,12 @@ def test_kueue_admits_the_jobs_and_a_requeue_is_not_a_failure(
         and probe["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
     )
     set_suspend(cluster, namespace, "queued-probe", False)
-    admitted = cluster.wait_for(
-        "the probe to be admitted",
-        lambda: (c := condition(cluster, namespace, "queued", "Queued")) and c["status"] == "False" and c,
-        timeout=60,
-    )
+    admitted = queued_condition("False", "the probe to be admitted")
     assert admitted["reason"] == "Admitted"
 
     # Kueue preempts it: suspended again. That is queueing, not a failure.
     set_suspend(cluster, namespace, "queued-probe", True)
-    requeued = cluster.wait_for(
-        "the Requeued condition",
-        lambda: (c := condition(cluster, namespace, "queued", "Queued")) and c["status"] == "True" and c,
-        timeout=60,
-    )
+    requeued = queued_condition("True", "the Requeued condition")
     assert requeued["reason"] == "Requeued"
     current = status(cluster, namespace, "queued")
     assert current["phase"] == "Probing"

@@ -15,6 +15,8 @@ import sys
 import textwrap
 from collections.abc import Callable
 
+import pytest
+
 from tarot_jobs.sandbox.local import LocalSandbox
 from tarot_jobs.sandbox.types import ExecutionRequest, TestSpec, Verdict
 
@@ -115,30 +117,37 @@ def test_a_files_signal_reaches_another_session_outside_the_jail() -> None:
     ]
 
 
-def test_no_signal_by_a_files_owner_in_the_jail(
-    sandbox: LocalSandbox, require_isolation: Callable[..., None]
+@pytest.mark.parametrize(
+    ("probe", "expected"),
+    [
+        pytest.param(
+            FILE_OWNER_PROBE,
+            [
+                "F_SETOWN EPERM",
+                "F_SETOWN_EX EPERM",
+                "FIOSETOWN EPERM",
+                "F_SETSIG EPERM",
+                "kill EPERM",
+                "child got: nothing",
+            ],
+            id="no signal by a file's owner",
+        ),
+        pytest.param(
+            NAMESPACE_PROBE,
+            [
+                *(f"unshare {name} EPERM" for name in ("user", "mnt", "net", "pid", "ipc", "uts", "cgroup")),
+                "clone newuser EPERM",
+                "clone3 ENOSYS",
+                "setns EPERM",
+                "thread ran fork 3",
+            ],
+            id="no namespace can be made",
+        ),
+    ],
+)
+def test_the_jail_refuses(
+    probe: str, expected: list[str], sandbox: LocalSandbox, require_isolation: Callable[..., None]
 ) -> None:
     sandbox.run_batch([ExecutionRequest(code="pass", tests=[TestSpec()])])
     require_isolation(sandbox, "seccomp")
-    assert _in_the_sandbox(sandbox, FILE_OWNER_PROBE).splitlines() == [
-        "F_SETOWN EPERM",
-        "F_SETOWN_EX EPERM",
-        "FIOSETOWN EPERM",
-        "F_SETSIG EPERM",
-        "kill EPERM",
-        "child got: nothing",
-    ]
-
-
-def test_no_namespace_can_be_made_in_the_jail(
-    sandbox: LocalSandbox, require_isolation: Callable[..., None]
-) -> None:
-    sandbox.run_batch([ExecutionRequest(code="pass", tests=[TestSpec()])])
-    require_isolation(sandbox, "seccomp")
-    assert _in_the_sandbox(sandbox, NAMESPACE_PROBE).splitlines() == [
-        *(f"unshare {name} EPERM" for name in ("user", "mnt", "net", "pid", "ipc", "uts", "cgroup")),
-        "clone newuser EPERM",
-        "clone3 ENOSYS",
-        "setns EPERM",
-        "thread ran fork 3",
-    ]
+    assert _in_the_sandbox(sandbox, probe).splitlines() == expected

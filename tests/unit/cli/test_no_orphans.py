@@ -116,21 +116,19 @@ def test_stopping_tarot_score_leaves_nothing(tmp_path: Path, markers: list[str],
             Problem(
                 id="spin", statement="s", gold_solution="print(1)", tests=[TestCase(input="", output="1")]
             ),
-            Problem(
-                id="f",
-                statement="s",
-                gold_solution="def f(x):\n    return x\n",
-                kind=ProgramKind.FUNCTION,
-                entry_point="f",
-                tests=[TestCase(input="assert f(1) == 1")],
-            ),
-            Problem(
-                id="g",
-                statement="s",
-                gold_solution="def g(x):\n    return [x]\n",
-                kind=ProgramKind.FUNCTION,
-                entry_point="g",
-                tests=[TestCase(input="assert set(g(1)) == {1}")],
+            *(
+                Problem(
+                    id=name,
+                    statement="s",
+                    gold_solution=f"def {name}(x):\n    return {returned}\n",
+                    kind=ProgramKind.FUNCTION,
+                    entry_point=name,
+                    tests=[TestCase(input=check)],
+                )
+                for name, returned, check in (
+                    ("f", "x", "assert f(1) == 1"),
+                    ("g", "[x]", "assert set(g(1)) == {1}"),
+                )
             ),
         ],
         problems,

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import pytest
 import yaml
+from operator_helpers import RUN
 from tarot_operator.config import OperatorConfig, PodScheduling
 from tarot_operator.generation import (
     generation_server_deployment,
@@ -23,11 +24,6 @@ from tarot_jobs.lifecycle import planner
 from tarot_jobs.lifecycle.types import ChildKind, ChildRef, ChildState, ObservedChild, Plan
 from tarot_jobs.spec.model import TarotRunSpec, VllmServerSpec
 
-RUN: dict[str, Any] = {
-    "apiVersion": "tarot.dev/v1alpha1",
-    "kind": "TarotRun",
-    "metadata": {"name": "r1", "namespace": "ns", "uid": "u-1", "generation": 1},
-}
 MODEL = {"name": "Qwen/Qwen2.5-Coder-1.5B-Instruct", "revision": "main", "dtype": "bfloat16"}
 SERVER_PATH = "/apis/apps/v1/namespaces/ns/deployments/r1-generation-server"
 

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from operator_helpers import RUN
 from tarot_operator.config import METRICS_SCRAPERS_ENV, OperatorConfig, metrics_scrapers_from_env
 from tarot_operator.jobs import TRAIN_METRICS_PORT, JobSettings, stage_job
 from tarot_operator.sandbox import SANDBOX_PORT, sandbox_deployment, sandbox_network_policy
@@ -13,11 +14,6 @@ from tarot_operator.sandbox import SANDBOX_PORT, sandbox_deployment, sandbox_net
 from tarot_jobs.lifecycle.types import ChildKind, ChildRef
 from tarot_jobs.spec.model import TarotRunSpec
 
-RUN: dict[str, Any] = {
-    "apiVersion": "tarot.dev/v1alpha1",
-    "kind": "TarotRun",
-    "metadata": {"name": "r1", "namespace": "ns", "uid": "u-1", "generation": 1},
-}
 SETTINGS = JobSettings(image="img:1", model_cache="/workspace/models", suspend=False, phases=4)
 PROMETHEUS = {
     "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from operator_helpers import RUN
 from tarot_operator.config import (
     NODE_SELECTOR_ENV,
     SANDBOX_RUNTIME_CLASS_ENV,
@@ -33,11 +34,6 @@ from tarot_jobs.lifecycle.progress_report import ProgressReporter, live_progress
 from tarot_jobs.lifecycle.types import ChildKind, ChildRef, ChildState
 from tarot_jobs.spec.model import TarotRunSpec
 
-RUN: dict[str, Any] = {
-    "apiVersion": "tarot.dev/v1alpha1",
-    "kind": "TarotRun",
-    "metadata": {"name": "r1", "namespace": "ns", "uid": "u-1", "generation": 1},
-}
 TRAIN0 = ChildRef(ChildKind.TRAIN, 0)
 
 

@@ -179,64 +179,63 @@ class Daemon:
         await asyncio.gather(*(_deliver(self.registry, handler_id) for handler_id in handler_ids))
 
 
-def test_wake_ups_arriving_together_make_one_pass() -> None:
-    async def scenario() -> None:
+def _on_a_running_daemon(scenario: Callable[[Daemon], Coroutine[Any, Any, None]], **seen: list[Any]) -> None:
+    """Runs `scenario` on a started Daemon (having seen `seen`), on a debug loop; stops the daemon after."""
+
+    async def run() -> None:
         daemon = Daemon()
-        await daemon.start()
+        await daemon.start(**seen)
         try:
-            # A burst: the Jobs', the sandbox's, a pod's and the run's own events in one loop iteration.
-            await daemon.deliver(*["job-changed"] * 3, *["sandbox-changed"] * 2, "pod-changed", "run-changed")
-            assert await daemon.reconciler.reached(2), daemon.reconciler.passes
-            await daemon.deliver("job-changed")  # a later event is a later pass
-            assert await daemon.reconciler.reached(3), daemon.reconciler.passes
+            await scenario(daemon)
         finally:
             await daemon.stop()
 
-    _on_debug_loop(scenario)
+    _on_debug_loop(run)
+
+
+def test_wake_ups_arriving_together_make_one_pass() -> None:
+    async def scenario(daemon: Daemon) -> None:
+        # A burst: the Jobs', the sandbox's, a pod's and the run's own events in one loop iteration.
+        await daemon.deliver(*["job-changed"] * 3, *["sandbox-changed"] * 2, "pod-changed", "run-changed")
+        assert await daemon.reconciler.reached(2), daemon.reconciler.passes
+        await daemon.deliver("job-changed")  # a later event is a later pass
+        assert await daemon.reconciler.reached(3), daemon.reconciler.passes
+
+    _on_a_running_daemon(scenario)
 
 
 def test_wake_ups_during_a_pass_make_one_more_pass() -> None:
-    async def scenario() -> None:
-        daemon = Daemon()
-        await daemon.start()
+    async def scenario(daemon: Daemon) -> None:
         reconciler = daemon.reconciler
-        try:
-            reconciler.gate = asyncio.Event()
-            await daemon.deliver("run-changed")
-            assert await reconciler.reached(2), reconciler.passes  # and held open
-            # While that pass waits on the API server, the children change several times, one by one.
-            for handler_id in ["job-changed", "sandbox-changed", "job-changed", "pod-changed"]:
-                await daemon.deliver(handler_id)
-                await asyncio.sleep(0.01)
-            reconciler.gate.set()
-            # The changes are seen by one more pass, not by one pass each.
-            assert await reconciler.reached(3), reconciler.passes
-        finally:
-            await daemon.stop()
+        reconciler.gate = asyncio.Event()
+        await daemon.deliver("run-changed")
+        assert await reconciler.reached(2), reconciler.passes  # and held open
+        # While that pass waits on the API server, the children change several times, one by one.
+        for handler_id in ["job-changed", "sandbox-changed", "job-changed", "pod-changed"]:
+            await daemon.deliver(handler_id)
+            await asyncio.sleep(0.01)
+        reconciler.gate.set()
+        # The changes are seen by one more pass, not by one pass each.
+        assert await reconciler.reached(3), reconciler.passes
 
-    _on_debug_loop(scenario)
+    _on_a_running_daemon(scenario)
 
 
 def test_an_event_that_changes_no_summary_does_not_wake() -> None:
     """A rollout's or a Job's status churn: the summary the last pass read is the same, so no pass."""
+    _, deployment = EVENTS["sandbox-changed"]
+    _, job = EVENTS["job-changed"]
+    labelled = {**job, "metadata": {**job["metadata"], "labels": {**job["metadata"]["labels"]}}}
+    labelled["metadata"]["labels"][CHILD_LABEL] = "data"
+    seen_job = summarize_job(labelled)
+    assert seen_job is not None
 
-    async def scenario() -> None:
-        daemon = Daemon()
-        _, deployment = EVENTS["sandbox-changed"]
-        _, job = EVENTS["job-changed"]
-        labelled = {**job, "metadata": {**job["metadata"], "labels": {**job["metadata"]["labels"]}}}
-        labelled["metadata"]["labels"][CHILD_LABEL] = "data"
-        seen_job = summarize_job(labelled)
-        assert seen_job is not None
-        await daemon.start(tarot_sandboxes=[summarize_deployment(deployment)], tarot_jobs=[seen_job])
-        try:
-            await daemon.deliver("sandbox-changed")
-            await _deliver_body(daemon.registry, "job-changed", labelled)
-            assert await daemon.reconciler.reached(1), daemon.reconciler.passes
-            available = {**deployment, "status": {"conditions": [{"type": "Available", "status": "True"}]}}
-            await _deliver_body(daemon.registry, "sandbox-changed", available)
-            assert await daemon.reconciler.reached(2), daemon.reconciler.passes
-        finally:
-            await daemon.stop()
+    async def scenario(daemon: Daemon) -> None:
+        await daemon.deliver("sandbox-changed")
+        await _deliver_body(daemon.registry, "job-changed", labelled)
+        assert await daemon.reconciler.reached(1), daemon.reconciler.passes
+        available = {**deployment, "status": {"conditions": [{"type": "Available", "status": "True"}]}}
+        await _deliver_body(daemon.registry, "sandbox-changed", available)
+        assert await daemon.reconciler.reached(2), daemon.reconciler.passes
 
-    _on_debug_loop(scenario)
+    _on_a_running_daemon(scenario, tarot_sandboxes=[summarize_deployment(deployment)], tarot_jobs=[seen_job])

@@ -77,3 +77,12 @@ def test_a_guessed_threshold_cannot_pass_both_threshold_tiers() -> None:
                 [detail] = score_batch([(problem, _block(program))], STATIC, sandbox, time_limit_s=5)
                 basic, middle = detail.tiers[Tier.BASIC], detail.tiers[Tier.INTERMEDIATE]
                 assert basic.passed < basic.total or middle.passed < middle.total, (problem.id, guess)
+
+
+def test_a_large_heldout_split_stays_disjoint_from_training_and_warmup() -> None:
+    """The learning bench holds out 128+ problems (`toy:heldout:128`): more than the default 32, still
+    sharing no constant tuple with the training problems or a longer warm-up."""
+    heldout = toy_problems("heldout", 160)
+    assert heldout[:32] == toy_problems("heldout") and len({p.statement for p in heldout}) == 160
+    others = {p.statement for p in toy_problems("train") + toy_problems("warmup", 1000)}
+    assert not {p.statement for p in heldout} & others

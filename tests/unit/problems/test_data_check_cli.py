@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from process_helpers import FailingSandbox
 from typer.testing import CliRunner
 
 from tarot_jobs.cli import app
 from tarot_jobs.problems.loaders import load_problems, save_problems
 from tarot_jobs.problems.model import ALL_TIERS, Problem, TestCase
-from tarot_jobs.sandbox.types import ExecutionRequest, ExecutionResult, TestResult, Verdict
 
 runner = CliRunner()
 
@@ -117,14 +116,6 @@ def test_skip_bad_records_checks_the_rest_and_lists_what_was_skipped(problem_fil
     assert report["skipped_records"] == [
         f"{problem_file}:3: not valid JSON (Expecting property name enclosed in double quotes, column 2)"
     ]
-
-
-class FailingSandbox:
-    """Stands in for a sandbox whose infrastructure fails, which a healthy local sandbox never does."""
-
-    def run_batch(self, requests: Sequence[ExecutionRequest]) -> list[ExecutionResult]:
-        failed = TestResult(status=Verdict.SANDBOX_ERROR, detail="helper died")
-        return [ExecutionResult(results=[failed] * len(r.tests), path="forkserver") for r in requests]
 
 
 def test_a_sandbox_failure_exits_3_and_writes_nothing(

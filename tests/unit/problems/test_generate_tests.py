@@ -162,26 +162,14 @@ def test_tests_per_tier_come_from_the_gold_solution_and_a_rerun_resumes(
         "clock": "no valid test left",
     }
     tiers = report["tiers"]
-    assert tiers["basic"] == {
-        "proposed": 3 + 1 + 1,
-        "kept": 2,
-        "dropped": {"unparseable": 1, "problem_not_written": 1, "wrong_output": 1},
+    expected = {  # tier: (proposed, kept, dropped)
+        "basic": (3 + 1 + 1, 2, {"unparseable": 1, "problem_not_written": 1, "wrong_output": 1}),
+        "intermediate": (3 + 1 + 1, 1, {"duplicate": 1, "crash": 1, "unparseable": 1, "wrong_output": 1}),
+        "complex": (2 + 1 + 1, 1, {"timeout": 1, "problem_not_written": 1, "wrong_output": 1}),
+        "edge": (2 + 4 + 1, 2, {"surplus": 1, "problem_not_written": 3, "wrong_output": 1}),
     }
-    assert tiers["intermediate"] == {
-        "proposed": 3 + 1 + 1,
-        "kept": 1,
-        "dropped": {"duplicate": 1, "crash": 1, "unparseable": 1, "wrong_output": 1},
-    }
-    assert tiers["complex"] == {
-        "proposed": 2 + 1 + 1,
-        "kept": 1,
-        "dropped": {"timeout": 1, "problem_not_written": 1, "wrong_output": 1},
-    }
-    assert tiers["edge"] == {
-        "proposed": 2 + 4 + 1,
-        "kept": 2,
-        "dropped": {"surplus": 1, "problem_not_written": 3, "wrong_output": 1},
-    }
+    for tier, (proposed, kept, dropped) in expected.items():
+        assert tiers[tier] == {"proposed": proposed, "kept": kept, "dropped": dropped}, tier
     for counts in tiers.values():  # every proposed item is kept or dropped once
         assert counts["proposed"] == counts["kept"] + sum(counts["dropped"].values())
     # The transient 500 was retried: edge of `double` was asked twice, every other request once.

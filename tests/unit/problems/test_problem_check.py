@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import pytest
+from process_helpers import FailingSandbox
 
 from tarot_jobs.problems.check import CheckReport, InvalidReason, check_problems
 from tarot_jobs.problems.model import ALL_TIERS, Problem, TestCase, Tier
 from tarot_jobs.sandbox.local import LocalSandbox
-from tarot_jobs.sandbox.types import ExecutionRequest, ExecutionResult, ProgramKind, TestResult, Verdict
+from tarot_jobs.sandbox.types import ProgramKind
 
 B, M, C, E = ALL_TIERS  # M: intermediate, TAROT's 'medium'
 
@@ -128,14 +129,6 @@ def test_function_problems_are_checked_with_their_asserts(sandbox: LocalSandbox)
     assert [(b.problem_id, b.tier, b.reason) for b in report.invalid] == [
         ("off", None, InvalidReason.WRONG_OUTPUT)
     ]
-
-
-class FailingSandbox:
-    """A backend whose infrastructure fails on every test (a state a healthy local sandbox never reaches)."""
-
-    def run_batch(self, requests: Sequence[ExecutionRequest]) -> list[ExecutionResult]:
-        failed = TestResult(status=Verdict.SANDBOX_ERROR, detail="helper died")
-        return [ExecutionResult(results=[failed] * len(r.tests), path="forkserver") for r in requests]
 
 
 def test_a_sandbox_failure_is_not_an_invalid_test() -> None:

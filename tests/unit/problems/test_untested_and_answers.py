@@ -4,17 +4,16 @@ the gold run when the sandbox fails."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from process_helpers import FailingSandbox
 
 from tarot_jobs.pipeline.testgen.answers import parse_answer
 from tarot_jobs.pipeline.testgen.outputs import DropReason, gold_tests
 from tarot_jobs.problems.errors import FieldError, ProblemFormatError
 from tarot_jobs.problems.model import Problem, TestCase, Tier
 from tarot_jobs.problems.untested import UntestedProblem, parse_untested, read_untested
-from tarot_jobs.sandbox.types import ExecutionRequest, ExecutionResult, TestResult, Verdict
 
 GOLD = "print(2 * int(input()))\n"
 
@@ -87,18 +86,6 @@ def test_only_strings_of_a_json_list_are_inputs(
 ) -> None:
     parsed = parse_answer(answer, wanted=3)
     assert (parsed.inputs, parsed.unparseable, parsed.surplus) == (inputs, unparseable, surplus)
-
-
-class FailingSandbox:
-    """A sandbox whose every run fails (not the program's fault); counts the runs."""
-
-    def __init__(self) -> None:
-        self.runs = 0
-
-    def run_batch(self, requests: Sequence[ExecutionRequest]) -> list[ExecutionResult]:
-        self.runs += 1
-        failed = TestResult(status=Verdict.SANDBOX_ERROR, detail="helper died")
-        return [ExecutionResult(results=[failed] * len(r.tests), path="remote") for r in requests]
 
 
 def test_a_sandbox_failure_is_retried_then_leaves_the_problem_for_a_rerun() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from process_helpers import FailingSandbox
 
 from tarot_jobs.curriculum.portfolio import get_policy
 from tarot_jobs.problems.model import Problem, TestCase, Tier
@@ -131,24 +132,8 @@ def test_an_unreachable_sandbox_gives_none_not_zero() -> None:
     assert not reward.last_details[1].sandbox_failed
 
 
-class InfrastructureFailingBackend:
-    """Test double of the sandbox boundary: answers every test with a `sandbox_error` verdict.
-
-    It stands for a real service whose helper crashed mid-run, which cannot be
-    provoked on demand; the protocol lets a backend report exactly this.
-    """
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def run_batch(self, requests: Sequence[ExecutionRequest]) -> list[ExecutionResult]:
-        self.calls += 1
-        failed = TestResult(status=Verdict.SANDBOX_ERROR, detail="helper died")
-        return [ExecutionResult(results=[failed] * len(r.tests), path="test-double") for r in requests]
-
-
 def test_a_sandbox_error_verdict_gives_none() -> None:
-    detail = score_completion(COUNT_UP, GOLD, get_policy("static").phases[0], InfrastructureFailingBackend())
+    detail = score_completion(COUNT_UP, GOLD, get_policy("static").phases[0], FailingSandbox())
     assert detail.reward is None
     assert detail.sandbox_failed
 
@@ -167,7 +152,7 @@ def test_an_answer_that_does_not_match_the_request_gives_none() -> None:
 
 
 def test_a_sandbox_that_stays_down_stops_training() -> None:
-    backend = InfrastructureFailingBackend()
+    backend = FailingSandbox()
     reward = TieredReward(PROBLEMS, get_policy("static"), backend, max_unavailable_calls=3)
     assert reward([""], [GOLD], problem_id=["count-up"]) == [None]
     assert reward([""], [GOLD], problem_id=["count-up"]) == [None]

@@ -114,14 +114,21 @@ def test_overload_is_refused_at_once_with_retry_after(service: str) -> None:
 
 
 def test_client_retries_until_the_queue_drains(service: str) -> None:
-    sleeper = request("import time\ntime.sleep(0.4)\nprint(1)", ("", "1")).model_dump(mode="json")
+    # 8 sleepers: 4 take the service's slots (2 run, 2 wait for a helper), 4 stay queued until the first
+    # ends, 2 s later; while 3 or more are queued, a batch of 6 overflows max-queued 8 and is refused.
+    sleeper = request("import time\ntime.sleep(2)\nprint(1)", ("", "1")).model_dump(mode="json")
+
+    async def queued(http: httpx.AsyncClient) -> int:
+        return int((await http.get(f"{service}/healthz")).json()["queued"])
 
     async def scenario() -> tuple[int, list[Verdict]]:
         async with httpx.AsyncClient(timeout=30) as http:
             filler = asyncio.create_task(
                 http.post(f"{service}/v1/execute/batch", json={"requests": [sleeper] * 8})
             )
-            await asyncio.sleep(0.2)  # the queue is full now
+            async with asyncio.timeout(20):  # the filler admitted: its queued half waits for a slot
+                while await queued(http) < 4:
+                    await asyncio.sleep(0.02)
             client = HttpSandbox(service, backoff_s=0.05)
             results = await client.run_batch_async([request("print(2)", ("", "2"))] * 6)
             return (await filler).status_code, [r.results[0].status for r in results]
