@@ -13,16 +13,14 @@ set -euo pipefail
 
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=hack/build-once.sh
-source "${HACK_DIR}/build-once.sh"   # versions.env, TAROT_CACHE, build_once
+source "${HACK_DIR}/build-once.sh"   # versions.env, TAROT_CACHE, build_dirs, log, build_once
 
-TOOLS_DIR="${TAROT_CACHE}/k8s/${KUBE_VERSION}"
-BIN_DIR="${TOOLS_DIR}/bin"
+build_dirs cluster-tools "k8s/${KUBE_VERSION}"
 SRC_DIR="${TOOLS_DIR}/src"
 STAMP="${BIN_DIR}/.versions"
 BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd kwok kwokctl helm coredns)
 WANT_STAMP="kube=${KUBE_VERSION} etcd=${ETCD_VERSION} kwok=${KWOK_VERSION} helm=${HELM_VERSION} coredns=${COREDNS_VERSION}"
 
-log() { echo "[cluster-tools $(date -u +%H:%M:%S)] $*" >&2; }
 
 all_built() {
   [[ -f "${STAMP}" && "$(cat "${STAMP}")" == "${WANT_STAMP}" ]] || return 1

@@ -9,16 +9,14 @@ set -euo pipefail
 
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=hack/build-once.sh
-source "${HACK_DIR}/build-once.sh"   # versions.env, TAROT_CACHE, build_once
+source "${HACK_DIR}/build-once.sh"   # versions.env, TAROT_CACHE, build_dirs, log, build_once
 
-TOOLS_DIR="${TAROT_CACHE}/kueue/${KUEUE_VERSION}"
-BIN_DIR="${TOOLS_DIR}/bin"
+build_dirs kueue "kueue/${KUEUE_VERSION}"
 CRD_DIR="${TOOLS_DIR}/crd"
 CERT_DIR="${TOOLS_DIR}/certs"
 STAMP="${TOOLS_DIR}/.version"
 WANT_STAMP="kueue=${KUEUE_VERSION}"
 
-log() { echo "[kueue $(date -u +%H:%M:%S)] $*" >&2; }
 built() {
   [[ -x "${BIN_DIR}/kueue" && -f "${CRD_DIR}/kueue.x-k8s.io_workloads.yaml" && -f "${CERT_DIR}/tls.key" \
     && -f "${STAMP}" && "$(cat "${STAMP}")" == "${WANT_STAMP}" ]]

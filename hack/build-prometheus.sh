@@ -10,15 +10,13 @@ set -euo pipefail
 
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=hack/build-once.sh
-source "${HACK_DIR}/build-once.sh"   # versions.env, TAROT_CACHE, build_once
+source "${HACK_DIR}/build-once.sh"   # versions.env, TAROT_CACHE, build_dirs, log, build_once
 
-TOOLS_DIR="${TAROT_CACHE}/prometheus/${PROMETHEUS_VERSION}"
-BIN_DIR="${TOOLS_DIR}/bin"
+build_dirs prometheus "prometheus/${PROMETHEUS_VERSION}"
 STAMP="${BIN_DIR}/.version"
 TAGS="remove_all_sd,enable_kubernetes_sd"
 WANT_STAMP="prometheus=${PROMETHEUS_VERSION} tags=${TAGS}"
 
-log() { echo "[prometheus $(date -u +%H:%M:%S)] $*" >&2; }
 built() { [[ -x "${BIN_DIR}/prometheus" && -f "${STAMP}" && "$(cat "${STAMP}")" == "${WANT_STAMP}" ]]; }
 
 build_once built "${BIN_DIR}" "${1:-}"
