@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -208,21 +209,32 @@ def operator_pod(cluster: Cluster, real_node_images: list[str]) -> Iterator[JSON
         *(helm, *kubeconfig, "install", OPERATOR_RELEASE, str(HACK_DIR.parent / "charts" / "tarot")),
         *("--create-namespace", "-f", str(CLUSTER_VALUES), "--wait", "--timeout", "5m"),
     ]
-    result = subprocess.run(install, capture_output=True, text=True, timeout=400)
-    if result.returncode != 0:
-        raise AssertionError(f"helm install failed:\n{result.stdout[-3000:]}{result.stderr[-6000:]}")
     try:
+        # Inside the try: a release whose install failed (its --wait timed out) is uninstalled too, or
+        # its operator would drive the runs of later modules and the next install would find the name taken.
+        result = subprocess.run(install, capture_output=True, text=True, timeout=400)
+        if result.returncode != 0:
+            raise AssertionError(
+                f"helm install failed:\n{result.stdout[-3000:]}{result.stderr[-6000:]}\n"
+                f"operator pods' status: {json.dumps([p['status'] for p in _operator_pods(cluster)])[-3000:]}"
+            )
         yield cluster.wait_for("the operator pod to be ready", lambda: _ready_operator(cluster), timeout=120)
     finally:
         uninstall = [helm, *kubeconfig, "uninstall", OPERATOR_RELEASE, "--wait"]
         subprocess.run(uninstall, capture_output=True, timeout=300)
 
 
+def _operator_pods(cluster: Cluster) -> list[JSON]:
+    return list(
+        cluster.api.get(
+            f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/pods",
+            params={"labelSelector": f"app.kubernetes.io/instance={OPERATOR_RELEASE}"},
+        )["items"]
+    )
+
+
 def _ready_operator(cluster: Cluster) -> JSON | None:
-    pods = cluster.api.get(
-        f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/pods",
-        params={"labelSelector": f"app.kubernetes.io/instance={OPERATOR_RELEASE}"},
-    )["items"]
+    pods = _operator_pods(cluster)
     ready = [p for p in pods if any(c.get("ready") for c in p["status"].get("containerStatuses") or [])]
     return ready[0] if len(ready) == 1 else None
 
